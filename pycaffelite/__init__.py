@@ -1,0 +1,1 @@
+"""pycaffelite: Caffe's prototxt/caffemodel workflow in Python."""

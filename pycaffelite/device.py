@@ -1,0 +1,156 @@
+"""Compute mode, device selection, array module and random numbers.
+
+Caffe keeps one global mode (CPU or GPU) and one device id. Layers write their math once against
+`array_module()` (numpy in CPU mode, cupy in GPU mode); SyncedMem moves data between the host and
+the active `Device` lazily.
+
+GPU paths are written against cupy's API but have not yet run on a real GPU: no GPU exists on the
+machines this project is developed on. The device logic itself is exercised in tests through
+`install_device(...)` with a numpy-backed stand-in device.
+"""
+import numpy as np
+
+from .errors import PclError
+
+CPU = "CPU"
+GPU = "GPU"
+
+
+class Device:
+    """Where device copies of blob memory live. `xp` is the array module that computes on them."""
+
+    name = "device"
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def empty(self, count, dtype):
+        return self.xp.empty(count, dtype=dtype)
+
+    def zeros(self, count, dtype):
+        return self.xp.zeros(count, dtype=dtype)
+
+    def to_device(self, host_array):
+        """Copy a host (numpy) array to a new device array."""
+        raise NotImplementedError
+
+    def to_host(self, device_array, out):
+        """Copy a device array into the given host (numpy) array."""
+        raise NotImplementedError
+
+    def copy_into_device(self, host_array, out):
+        """Copy a host array into an existing device array."""
+        raise NotImplementedError
+
+    def synchronize(self):
+        """Wait for queued device work to finish (for timing)."""
+
+
+class CupyDevice(Device):
+    """A CUDA GPU through cupy. Not yet run on a real GPU (none available in development)."""
+
+    name = "cupy"
+
+    def __init__(self, device_id):
+        import cupy  # noqa: PLC0415 - optional dependency, imported only in GPU mode
+
+        super().__init__(cupy)
+        self.device_id = device_id
+        cupy.cuda.Device(device_id).use()
+
+    def to_device(self, host_array):
+        return self.xp.asarray(host_array)
+
+    def to_host(self, device_array, out):
+        device_array.get(out=out)
+
+    def copy_into_device(self, host_array, out):
+        out.set(host_array)
+
+    def synchronize(self):
+        self.xp.cuda.Device(self.device_id).synchronize()
+
+
+class _State:
+    mode = CPU
+    device_id = 0
+    device = None
+    rng = np.random.default_rng()
+    seed = None
+
+
+def mode():
+    return _State.mode
+
+
+def set_mode_cpu():
+    _State.mode = CPU
+
+
+def set_mode_gpu():
+    """Switch to GPU mode; a clear error if no usable GPU (or cupy) is present."""
+    if _State.device is None:
+        set_device(_State.device_id)
+    _State.mode = GPU
+
+
+def set_device(device_id):
+    _State.device_id = int(device_id)
+    try:
+        _State.device = CupyDevice(_State.device_id)
+    except ImportError:
+        raise PclError(
+            "GPU mode asked for, but cupy is not installed: install the GPU extra "
+            "(pip install -e '.[gpu]') or run on the CPU (leave out --gpu)") from None
+    except Exception as exc:  # cupy raises its own CUDA errors when no device exists
+        raise PclError(f"GPU {device_id} cannot be used ({exc}); run on the CPU (leave out --gpu)") from None
+
+
+def install_device(device):
+    """Make `device` the GPU-mode device (tests use a numpy-backed stand-in)."""
+    _State.device = device
+
+
+def current_device():
+    return _State.device
+
+
+def array_module():
+    """numpy in CPU mode, the device's module (cupy) in GPU mode."""
+    if _State.mode == GPU:
+        return _State.device.xp
+    return np
+
+
+def synchronize():
+    if _State.mode == GPU:
+        _State.device.synchronize()
+
+
+def set_random_seed(seed):
+    """Seed every random stream pycaffelite uses (fillers, dropout, shuffling, crops)."""
+    _State.seed = int(seed)
+    _State.rng = np.random.default_rng(_State.seed)
+
+
+def rng():
+    """The global numpy Generator (host-side randomness)."""
+    return _State.rng
+
+
+def device_query():
+    """Facts about the active GPU, as `pcl device_query` prints them."""
+    if _State.device is None:
+        set_device(_State.device_id)
+    dev = _State.device
+    if not isinstance(dev, CupyDevice):
+        return {"device": dev.name}
+    props = dev.xp.cuda.runtime.getDeviceProperties(dev.device_id)
+    return {
+        "Device id": dev.device_id,
+        "Name": props["name"].decode(),
+        "Major revision number": props["major"],
+        "Minor revision number": props["minor"],
+        "Total global memory": props["totalGlobalMem"],
+        "Multiprocessor count": props["multiProcessorCount"],
+    }

@@ -1,0 +1,56 @@
+"""Layer registry: Caffe's type string (e.g. "Convolution") -> layer class.
+
+Every module in this package is imported on first use of the registry, so a new layer family is
+one new module whose classes carry the `@register("TypeName")` decorator.
+"""
+import importlib
+import pkgutil
+
+from ..errors import PclError
+
+_REGISTRY = {}
+_loaded = False
+
+
+def register(type_name):
+    """Class decorator that registers a Layer subclass under Caffe's type string."""
+
+    def decorate(cls):
+        if type_name in _REGISTRY:
+            raise RuntimeError(f"layer type {type_name!r} registered twice")
+        cls.type = type_name
+        _REGISTRY[type_name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_all():
+    global _loaded
+    if not _loaded:
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+        _loaded = True
+
+
+def registered_types():
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def layer_class(type_name, layer_name="?"):
+    _load_all()
+    try:
+        return _REGISTRY[type_name]
+    except KeyError:
+        close = [t for t in _REGISTRY if t.lower() == type_name.lower()]
+        hint = f'; did you mean "{close[0]}"?' if close else f"; known types: {', '.join(sorted(_REGISTRY))}"
+        raise PclError(f'layer "{layer_name}": unknown layer type "{type_name}"{hint}') from None
+
+
+def create_layer(layer_param, phase=None, dtype=None):
+    """Instantiate the registered class for `layer_param.type`."""
+    import numpy as np  # noqa: PLC0415
+
+    cls = layer_class(layer_param.type, layer_param.name)
+    return cls(layer_param, phase=phase, dtype=np.float32 if dtype is None else dtype)

@@ -1,0 +1,157 @@
+"""The Layer contract (Caffe's four steps) and shared base classes.
+
+A subclass implements:
+  setup(bottom, top)      one-time set-up from `self.param` (a LayerParameter); creates param blobs
+  reshape(bottom, top)    shapes the tops (and internal buffers) from the bottoms
+  forward(bottom, top)    computes top data from bottom data
+  backward(top, propagate_down, bottom)
+                          bottom diffs where `propagate_down[i]` is true (overwritten), and param
+                          diffs where `self.param_propagate_down[i]` is true (ACCUMULATED with +=,
+                          so iter_size and shared weights add up)
+
+The Net calls `initialize` once (blob-count checks, setup, reshape, loss weights) and
+`forward_loss` / `backward` per pass. Bodies use `self.xp` (numpy or cupy) and the blob accessors
+`read_data/write_data/read_diff/write_diff`, so one body runs in both modes.
+"""
+import numpy as np
+
+from .. import device
+from ..blob import Blob
+from ..errors import PclError
+
+
+class Layer:
+    type = None
+    # Blob-count constraints; None means "no constraint".
+    exact_num_bottom = None
+    min_bottom = None
+    max_bottom = None
+    exact_num_top = None
+    min_top = None
+    max_top = None
+    # Loss weights given to the tops when the prototxt sets none (loss layers: (1.0,)).
+    auto_loss_weights = ()
+    # Whether a top may be the same blob as a bottom.
+    allows_in_place = True
+
+    def allow_force_backward(self, bottom_index):
+        """Whether force_backward may ask this layer for the gradient of bottom `bottom_index`."""
+        return True
+
+    def __init__(self, param, phase=None, dtype=np.float32):
+        self.param = param
+        self.name = param.name
+        self.phase = phase if phase is not None else param.phase
+        self.dtype = np.dtype(dtype)
+        self.blobs = []
+        self.param_propagate_down = []
+        self.loss_weights = []
+
+    @property
+    def xp(self):
+        return device.array_module()
+
+    # -- helpers for subclasses --------------------------------------------------------------
+    def error(self, message):
+        """A PclError that names this layer."""
+        return PclError(f'layer "{self.name}" ({self.type}): {message}')
+
+    def make_blob(self, shape):
+        return Blob(shape, dtype=self.dtype)
+
+    def add_param_blob(self, shape, filler_param=None):
+        """Create a param blob, fill it (if a filler is given) and append it to `self.blobs`."""
+        from ..filler import fill  # noqa: PLC0415 - filler imports the schema
+
+        blob = self.make_blob(shape)
+        if filler_param is not None:
+            fill(blob, filler_param)
+        self.blobs.append(blob)
+        return blob
+
+    # -- the contract --------------------------------------------------------------------------
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        raise NotImplementedError
+
+    def forward(self, bottom, top):
+        raise NotImplementedError
+
+    def backward(self, top, propagate_down, bottom):
+        if any(propagate_down):
+            raise self.error("this layer has no backward pass, but a gradient was asked of it")
+
+    # -- called by Net ---------------------------------------------------------------------------
+    def initialize(self, bottom, top):
+        self.check_blob_counts(bottom, top)
+        if not self.allows_in_place and any(t is b for t in top for b in bottom):
+            raise self.error("cannot run in place: give its top a name different from its bottom")
+        self.setup(bottom, top)
+        if not self.param_propagate_down:
+            self.param_propagate_down = [True] * len(self.blobs)
+        self.reshape(bottom, top)
+        self.set_loss_weights(top)
+
+    def check_blob_counts(self, bottom, top):
+        for what, blobs, exact, low, high in (
+                ("bottom", bottom, self.exact_num_bottom, self.min_bottom, self.max_bottom),
+                ("top", top, self.exact_num_top, self.min_top, self.max_top)):
+            n = len(blobs)
+            if exact is not None and n != exact:
+                raise self.error(f"takes exactly {exact} {what} blob(s), found {n}")
+            if low is not None and n < low:
+                raise self.error(f"takes at least {low} {what} blob(s), found {n}")
+            if high is not None and n > high:
+                raise self.error(f"takes at most {high} {what} blob(s), found {n}")
+
+    def set_loss_weights(self, top):
+        given = list(self.param.loss_weight)
+        if given and len(given) != len(top):
+            raise self.error(f"has {len(given)} loss_weight values but {len(top)} tops; give one per top")
+        weights = given or list(self.auto_loss_weights)
+        self.loss_weights = [float(w) for w in weights] + [0.0] * (len(top) - len(weights))
+        self.loss_weights = self.loss_weights[:len(top)]
+        for blob, weight in zip(top, self.loss_weights):
+            if weight != 0:
+                blob.write_diff()[...] = weight
+
+    def forward_loss(self, bottom, top):
+        """Run forward and return this layer's weighted loss (0 for non-loss layers)."""
+        self.forward(bottom, top)
+        loss = 0.0
+        for blob, weight in zip(top, self.loss_weights):
+            if weight != 0:
+                loss += weight * float(blob.read_data().sum(dtype=np.float64))
+        return loss
+
+    def set_param_propagate_down(self, index, value):
+        self.param_propagate_down[index] = bool(value)
+
+
+class LossLayer(Layer):
+    """Base of loss layers: two bottoms (prediction, target) of the same num; a scalar top 0."""
+
+    exact_num_bottom = 2
+    exact_num_top = 1
+    auto_loss_weights = (1.0,)
+
+    def allow_force_backward(self, bottom_index):
+        return bottom_index != 1
+
+    def reshape(self, bottom, top):
+        if bottom[0].shape[:1] != bottom[1].shape[:1]:
+            raise self.error(f"the two bottoms must have the same num (first dimension): "
+                             f"{bottom[0].shape} vs {bottom[1].shape}")
+        top[0].reshape(())
+
+
+class NeuronLayer(Layer):
+    """Base of element-wise layers: one bottom, one top of the same shape, in place allowed."""
+
+    exact_num_bottom = 1
+    exact_num_top = 1
+
+    def reshape(self, bottom, top):
+        top[0].reshape_like(bottom[0])

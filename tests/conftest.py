@@ -1,0 +1,56 @@
+"""Shared fixtures: every test starts in CPU mode with a fixed seed; `gpu_stand_in` runs a test
+in GPU mode on a numpy-backed stand-in device that counts its transfers."""
+import numpy as np
+import pytest
+
+from pycaffelite import device
+
+
+class StandInDevice(device.Device):
+    """A 'device' whose arrays are distinct numpy arrays; counts host<->device copies."""
+
+    name = "stand-in"
+
+    def __init__(self):
+        super().__init__(np)
+        self.to_device_count = 0
+        self.to_host_count = 0
+
+    def to_device(self, host_array):
+        self.to_device_count += 1
+        return np.array(host_array, copy=True)
+
+    def to_host(self, device_array, out):
+        self.to_host_count += 1
+        out[...] = device_array
+
+    def copy_into_device(self, host_array, out):
+        self.to_device_count += 1
+        out[...] = host_array
+
+
+@pytest.fixture(autouse=True)
+def _cpu_mode_and_seed():
+    device.set_mode_cpu()
+    device.set_random_seed(1701)
+    yield
+    device.set_mode_cpu()
+    device.install_device(None)
+
+
+@pytest.fixture
+def stand_in_device():
+    dev = StandInDevice()
+    device.install_device(dev)
+    return dev
+
+
+@pytest.fixture(params=["CPU", "GPU-stand-in"])
+def any_mode(request):
+    """Run the test once in CPU mode and once in GPU mode on the stand-in device."""
+    if request.param == "CPU":
+        device.set_mode_cpu()
+    else:
+        device.install_device(StandInDevice())
+        device.set_mode_gpu()
+    return request.param
