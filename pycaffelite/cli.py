@@ -1,0 +1,55 @@
+"""The `pcl` command: a click group whose subcommands live in pycaffelite/commands/.
+
+Each module there defines one click command named `command`; it is added to the group under its
+own name. Caffe's single-dash long flags (`-solver x`, `-gpu=0`) are accepted by rewriting them to
+the double-dash form before click parses them. A PclError (user mistake) ends in one message on
+stderr and exit status 1, never a traceback.
+"""
+import importlib
+import pkgutil
+import re
+import sys
+
+import click
+
+from . import commands
+from .errors import PclError
+
+_SINGLE_DASH_LONG_FLAG = re.compile(r"^-([a-z][a-z0-9_]+)(=.*)?$")
+
+
+def caffe_style_args(args):
+    """Rewrite `-name[=value]` (Caffe/gflags style) to `--name[=value]`."""
+    return [f"-{a}" if _SINGLE_DASH_LONG_FLAG.match(a) else a for a in args]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pycaffelite")
+def pcl():
+    """Train, test and time Caffe nets described in prototxt files."""
+
+
+def _add_commands():
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        pcl.add_command(module.command)
+
+
+_add_commands()
+
+
+def main(argv=None):
+    args = caffe_style_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        pcl.main(args=args, prog_name="pcl", standalone_mode=False)
+    except PclError as exc:
+        click.echo(f"pcl: error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("pcl: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
