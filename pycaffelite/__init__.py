@@ -1,1 +1,14 @@
-"""pycaffelite: Caffe's prototxt/caffemodel workflow in Python."""
+"""pycaffelite: Caffe's prototxt/caffemodel workflow in Python, with a pycaffe-like API.
+
+    import pycaffelite as pcl
+    net = pcl.Net("deploy.prototxt", pcl.TEST, weights="model.caffemodel")
+    out = net.forward(data=images)
+"""
+from .blob import Blob
+from .device import set_device, set_mode_cpu, set_mode_gpu, set_random_seed
+from .errors import NotSupportedError, PclError
+from .layers.base import Layer
+from .net import TEST, TRAIN, Net
+
+__all__ = ["Blob", "Layer", "Net", "NotSupportedError", "PclError", "TEST", "TRAIN", "set_device",
+           "set_mode_cpu", "set_mode_gpu", "set_random_seed"]

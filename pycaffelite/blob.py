@@ -191,19 +191,28 @@ class Blob:
             self.write_data()[...] = source.read_data()
 
     # -- protobuf --------------------------------------------------------------------------
-    @staticmethod
-    def shape_of_proto(proto):
+    _LEGACY_FIELDS = ("num", "channels", "height", "width")
+
+    @classmethod
+    def shape_of_proto(cls, proto):
         """The shape a BlobProto describes: legacy num/channels/height/width if any is set, else `shape`."""
-        legacy = ("num", "channels", "height", "width")
-        if any(proto.HasField(f) for f in legacy):
-            return tuple(getattr(proto, f) for f in legacy)
+        if any(proto.HasField(f) for f in cls._LEGACY_FIELDS):
+            return tuple(getattr(proto, f) for f in cls._LEGACY_FIELDS)
         return tuple(proto.shape.dim)
+
+    def matches_proto_shape(self, proto):
+        """Whether a stored BlobProto fits this blob, as Caffe's ShapeEquals decides: a legacy
+        4-d proto counts its axes from the end, so (1, 1, M, N) fits an (M, N) blob."""
+        stored = self.shape_of_proto(proto)
+        if not any(proto.HasField(f) for f in self._LEGACY_FIELDS):
+            return stored == self._shape
+        return len(self._shape) <= 4 and stored == (1,) * (4 - len(self._shape)) + self._shape
 
     def from_proto(self, proto, reshape=True):
         shape = self.shape_of_proto(proto)
         if reshape:
             self.reshape(shape)
-        elif shape != self._shape:
+        elif not self.matches_proto_shape(proto):
             raise PclError(f"blob shape mismatch: stored {shape}, expected {self._shape}")
         for values, double_values, target in ((proto.data, proto.double_data, self.mutable_cpu_data),
                                               (proto.diff, proto.double_diff, self.mutable_cpu_diff)):

@@ -1,0 +1,69 @@
+"""Net weights in Caffe's HDF5 layout: group `data` with one group per layer (empty for layers
+without params) holding float datasets `0`, `1`, ...; group `diff` alike when diffs are saved.
+Only params that own their memory are written (shared params are stored once, by their owner)."""
+import os
+import tempfile
+
+import h5py
+import numpy as np
+
+from ..errors import PclError
+
+
+def save_hdf5_weights(net, path, write_diff=False):
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=folder)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            groups = [("data", False)] + ([("diff", True)] if write_diff else [])
+            for group_name, is_diff in groups:
+                group = f.create_group(group_name)
+                for layer_id, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
+                    layer_group = group.create_group(name)
+                    for index, blob in enumerate(layer.blobs):
+                        net_param_id = _net_param_id(net, layer_id, index)
+                        if net.param_owners[net_param_id] == -1:
+                            values = blob.cpu_diff() if is_diff else blob.cpu_data()
+                            layer_group.create_dataset(str(index), data=values)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _net_param_id(net, layer_id, index):
+    return net.param_layer_indices.index((layer_id, index))
+
+
+def copy_hdf5_weights(net, path):
+    """Copy params by layer name from a Caffe HDF5 weights file."""
+    if not os.path.exists(path):
+        raise PclError(f"{path}: no such weights file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise PclError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        if "data" not in f:
+            raise PclError(f'{path}: no "data" group; this is not a Caffe HDF5 weights file')
+        data = f["data"]
+        for layer_id, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
+            if name not in data:
+                continue
+            stored = data[name]
+            if len(stored) > len(layer.blobs):
+                raise PclError(f'{path}: layer "{name}" holds {len(stored)} param blobs but the '
+                               f"net's layer has {len(layer.blobs)}; rename the layer in the net to "
+                               f"initialise it from its fillers instead")
+            for index, blob in enumerate(layer.blobs):
+                key = str(index)
+                if key not in stored:
+                    if net.param_owners[_net_param_id(net, layer_id, index)] >= 0:
+                        continue  # a shared param is stored with its owner
+                    raise PclError(f'{path}: layer "{name}" has no dataset "{key}"')
+                values = np.asarray(stored[key])
+                if values.shape != blob.shape:
+                    raise net.param_shape_error(path, name, index, values.shape, blob.shape)
+                blob.mutable_cpu_data()[...] = values

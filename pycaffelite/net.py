@@ -1,0 +1,448 @@
+"""Net: a graph of layers built from a NetParameter, with forward and backward passes.
+
+Construction follows Caffe's Net::Init: filter the layers by NetState, insert Split layers, then
+for each layer in order resolve its bottoms among the blobs produced so far (a top named like its
+bottom runs in place), create its tops, set it up, record loss weights and params (sharing param
+blobs by ParamSpec name), and work out which layers and bottoms need a backward pass: those that
+are under some loss and have something learnable or a bottom that needs a gradient below them
+(`force_backward` asks every layer that can for every bottom gradient).
+
+Weights are copied in by layer name from .caffemodel (binary NetParameter, also V1) or Caffe's
+HDF5 layout (`data/<layer>/<i>`), and saved the same ways.
+"""
+import collections
+import logging
+import os
+
+import numpy as np
+
+from . import net_build
+from .blob import Blob
+from .errors import PclError
+from .io import protoio, upgrade
+from .layers import create_layer
+from .proto import caffe_pb2
+
+log = logging.getLogger("pycaffelite")
+
+TRAIN = caffe_pb2.TRAIN
+TEST = caffe_pb2.TEST
+
+
+def _phase_value(phase):
+    if isinstance(phase, str):
+        try:
+            return caffe_pb2.Phase.Value(phase.upper())
+        except ValueError:
+            raise PclError(f'unknown phase "{phase}"; use TRAIN or TEST') from None
+    return phase
+
+
+class Net:
+    """A Caffe net. `Net(model, phase, weights=None, level=0, stages=())`; pycaffe's
+    `Net(model, weights, phase)` order is accepted too. `model` is a prototxt path or a
+    NetParameter."""
+
+    def __init__(self, model, phase=None, weights=None, level=0, stages=(), dtype=np.float32,
+                 state=None):
+        if isinstance(phase, (str, os.PathLike)) and not str(phase).upper() in ("TRAIN", "TEST") \
+                and weights is not None:
+            phase, weights = weights, phase  # pycaffe order: Net(model, weights, phase)
+        if isinstance(model, caffe_pb2.NetParameter):
+            self.source = model.name or "<net>"
+            net_param = upgrade.upgrade_net_param(model, self.source)
+        else:
+            self.source = os.fspath(model)
+            net_param = protoio.read_net_param(self.source)
+        net_state = caffe_pb2.NetState()
+        net_state.CopyFrom(net_param.state)
+        if state is not None:
+            net_state.MergeFrom(state)
+        if phase is not None:
+            net_state.phase = _phase_value(phase)
+        if level:
+            net_state.level = level
+        net_state.stage.extend(s for s in stages if s not in net_state.stage)
+        self.dtype = np.dtype(dtype)
+        self._init(net_param, net_state)
+        if weights is not None:
+            self.copy_from(weights)
+
+    # -- construction ------------------------------------------------------------------------
+    def _init(self, in_param, state):
+        self.state = state
+        self.phase = state.phase
+        filtered = net_build.filter_by_state(in_param, state, self.source)
+        self.param = net_build.insert_splits(filtered, self.source)
+        self.name = self.param.name
+
+        self.layers = []
+        self.layer_names = []
+        self.bottom_vecs, self.bottom_ids, self.bottom_need_backward = [], [], []
+        self.top_vecs, self.top_ids = [], []
+        self.blob_list, self.blob_names, self.blob_need_backward = [], [], []
+        self.blob_loss_weights = []
+        self.layer_need_backward = []
+        self.input_blob_ids = []
+        self.param_blobs = []          # every param blob, per layer in order
+        self.param_owners = []         # -1, or the net param id whose memory this one shares
+        self.param_layer_indices = []  # (layer id, param index) per net param
+        self.param_display_names = []
+        self.learnable_params = []     # the owners only: what the solver updates
+        self.learnable_param_ids = []  # per net param: its learnable param id
+        self.params_lr, self.params_weight_decay = [], []
+        self.has_params_lr, self.has_params_decay = [], []
+        self._param_names_index = {}
+        blob_name_to_id = {}
+        available = set()
+
+        for layer_id, shared_param in enumerate(self.param.layer):
+            layer_param = caffe_pb2.LayerParameter()
+            layer_param.CopyFrom(shared_param)
+            if not layer_param.HasField("phase"):
+                layer_param.phase = self.phase
+            if len(layer_param.propagate_down) not in (0, len(layer_param.bottom)):
+                raise PclError(f'{self.source}: layer "{layer_param.name}": propagate_down has '
+                               f"{len(layer_param.propagate_down)} values but the layer has "
+                               f"{len(layer_param.bottom)} bottoms; give one per bottom")
+            layer = create_layer(layer_param, phase=self.phase, dtype=self.dtype)
+            self.layers.append(layer)
+            self.layer_names.append(layer_param.name)
+            need_backward = False
+            bottoms, bottom_ids, bottom_need = [], [], []
+            for bottom_index, name in enumerate(layer_param.bottom):
+                if name not in available:
+                    raise PclError(f'{self.source}: layer "{layer_param.name}": bottom "{name}" is '
+                                   f"not produced by any earlier layer (or is consumed twice in "
+                                   f"place); check the name or the layer order")
+                blob_id = blob_name_to_id[name]
+                bottoms.append(self.blob_list[blob_id])
+                bottom_ids.append(blob_id)
+                needs = self.blob_need_backward[blob_id]
+                if len(layer_param.propagate_down):
+                    needs = bool(layer_param.propagate_down[bottom_index])
+                bottom_need.append(needs)
+                need_backward |= needs
+                available.discard(name)
+            tops, top_ids = [], []
+            for top_index, name in enumerate(layer_param.top):
+                in_place = top_index < len(layer_param.bottom) and layer_param.bottom[top_index] == name
+                if in_place:
+                    blob_id = bottom_ids[top_index]
+                elif name in blob_name_to_id:
+                    raise PclError(f'{self.source}: layer "{layer_param.name}": top "{name}" is '
+                                   f"already produced by an earlier layer; give it a new name "
+                                   f"(or the same name as bottom {top_index} to run in place)")
+                else:
+                    blob_id = len(self.blob_list)
+                    blob_name_to_id[name] = blob_id
+                    self.blob_list.append(Blob((), dtype=self.dtype))
+                    self.blob_names.append(name)
+                    self.blob_need_backward.append(False)
+                    self.blob_loss_weights.append(0.0)
+                    if layer_param.type == "Input":
+                        self.input_blob_ids.append(blob_id)
+                tops.append(self.blob_list[blob_id])
+                top_ids.append(blob_id)
+                available.add(name)
+            self.bottom_vecs.append(bottoms)
+            self.bottom_ids.append(bottom_ids)
+            self.bottom_need_backward.append(bottom_need)
+            self.top_vecs.append(tops)
+            self.top_ids.append(top_ids)
+
+            layer.initialize(bottoms, tops)
+            for top_index, blob_id in enumerate(top_ids):
+                self.blob_loss_weights[blob_id] = layer.loss_weights[top_index]
+                log.debug("Top shape: %s (%s)", self.blob_list[blob_id].shape, self.blob_names[blob_id])
+
+            given_specs = len(layer_param.param)
+            if given_specs > len(layer.blobs):
+                raise PclError(f'{self.source}: layer "{layer_param.name}" ({layer_param.type}) has '
+                               f"{given_specs} param specs but only {len(layer.blobs)} param blobs; "
+                               f"remove the extra param {{ }} entries")
+            for param_index in range(len(layer.blobs)):
+                spec = layer_param.param[param_index] if param_index < given_specs else caffe_pb2.ParamSpec()
+                param_needs = spec.lr_mult != 0
+                need_backward |= param_needs
+                layer.set_param_propagate_down(param_index, param_needs)
+            for param_index in range(len(layer.blobs)):
+                self._append_param(layer_id, param_index)
+            self.layer_need_backward.append(need_backward)
+            if need_backward:
+                for blob_id in top_ids:
+                    self.blob_need_backward[blob_id] = True
+
+        self._prune_backward()
+        if self.param.force_backward:
+            self._force_backward()
+        self.output_blob_ids = [blob_name_to_id[name] for name in self.blob_names if name in available]
+        self._blob_name_to_id = blob_name_to_id
+        self._share_weights()
+        self._build_views()
+
+    def _append_param(self, layer_id, param_index):
+        layer = self.layers[layer_id]
+        layer_param = layer.param  # the layer's own copy: layers may add specs (BatchNorm)
+        spec = layer_param.param[param_index] if param_index < len(layer_param.param) else caffe_pb2.ParamSpec()
+        name = spec.name
+        net_param_id = len(self.param_blobs)
+        blob = layer.blobs[param_index]
+        self.param_blobs.append(blob)
+        self.param_layer_indices.append((layer_id, param_index))
+        self.param_display_names.append(name or str(param_index))
+        if not name or name not in self._param_names_index:
+            self.param_owners.append(-1)
+            if name:
+                self._param_names_index[name] = net_param_id
+            self.learnable_param_ids.append(len(self.learnable_params))
+            self.learnable_params.append(blob)
+            self.has_params_lr.append(spec.HasField("lr_mult"))
+            self.has_params_decay.append(spec.HasField("decay_mult"))
+            self.params_lr.append(spec.lr_mult)
+            self.params_weight_decay.append(spec.decay_mult)
+            return
+        owner_id = self._param_names_index[name]
+        self.param_owners.append(owner_id)
+        owner_layer, owner_index = self.param_layer_indices[owner_id]
+        owner_blob = self.layers[owner_layer].blobs[owner_index]
+        where = (f'{self.source}: layer "{layer_param.name}" shares param "{name}" with layer '
+                 f'"{self.layer_names[owner_layer]}"')
+        if spec.share_mode == caffe_pb2.ParamSpec.PERMISSIVE:
+            if blob.count != owner_blob.count:
+                raise PclError(f"{where}, but their sizes differ ({blob.count} vs {owner_blob.count})")
+        elif blob.shape != owner_blob.shape:
+            raise PclError(f"{where}, but their shapes differ ({blob.shape} vs {owner_blob.shape}); "
+                           f"make the shapes equal or use share_mode: PERMISSIVE for equal sizes")
+        learnable_id = self.learnable_param_ids[owner_id]
+        self.learnable_param_ids.append(learnable_id)
+        for has, values, field in ((self.has_params_lr, self.params_lr, "lr_mult"),
+                                   (self.has_params_decay, self.params_weight_decay, "decay_mult")):
+            if not spec.HasField(field):
+                continue
+            value = getattr(spec, field)
+            if has[learnable_id] and values[learnable_id] != value:
+                raise PclError(f"{where}, but with a different {field} ({value} vs "
+                               f"{values[learnable_id]}); give both the same {field}")
+            has[learnable_id] = True
+            values[learnable_id] = value
+
+    def _prune_backward(self):
+        """Turn off backward for layers not under any loss, and for bottoms nothing needs."""
+        blobs_under_loss, blobs_skip_backward = set(), set()
+        for layer_id in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[layer_id]
+            contributes = False
+            skip_propagate = True
+            for top_index, blob_id in enumerate(self.top_ids[layer_id]):
+                name = self.blob_names[blob_id]
+                if layer.loss_weights[top_index] or name in blobs_under_loss:
+                    contributes = True
+                if name not in blobs_skip_backward:
+                    skip_propagate = False
+            if self.layer_need_backward[layer_id] and skip_propagate:
+                self.layer_need_backward[layer_id] = False
+                self.bottom_need_backward[layer_id] = [False] * len(self.bottom_ids[layer_id])
+            if not contributes:
+                self.layer_need_backward[layer_id] = False
+            for bottom_index, blob_id in enumerate(self.bottom_ids[layer_id]):
+                name = self.blob_names[blob_id]
+                if contributes:
+                    blobs_under_loss.add(name)
+                else:
+                    self.bottom_need_backward[layer_id][bottom_index] = False
+                if not self.bottom_need_backward[layer_id][bottom_index]:
+                    blobs_skip_backward.add(name)
+            if not self.layer_need_backward[layer_id]:
+                log.debug("%s does not need backward computation.", self.layer_names[layer_id])
+
+    def _force_backward(self):
+        for layer_id, layer in enumerate(self.layers):
+            self.layer_need_backward[layer_id] = True
+            for bottom_index, blob_id in enumerate(self.bottom_ids[layer_id]):
+                needs = self.bottom_need_backward[layer_id][bottom_index] or layer.allow_force_backward(bottom_index)
+                self.bottom_need_backward[layer_id][bottom_index] = needs
+                self.blob_need_backward[blob_id] = self.blob_need_backward[blob_id] or needs
+            for param_index in range(len(layer.blobs)):
+                layer.set_param_propagate_down(param_index, True)
+
+    def _share_weights(self):
+        for blob, owner_id in zip(self.param_blobs, self.param_owners):
+            if owner_id >= 0:
+                blob.share_data(self.param_blobs[owner_id])
+                blob.share_diff(self.param_blobs[owner_id])
+
+    def _build_views(self):
+        """pycaffe's name-keyed views: blobs, params, layer_dict, inputs, outputs."""
+        self.blobs = collections.OrderedDict(zip(self.blob_names, self.blob_list))
+        self.layer_dict = collections.OrderedDict(zip(self.layer_names, self.layers))
+        self.params = collections.OrderedDict(
+            (name, layer.blobs) for name, layer in zip(self.layer_names, self.layers) if layer.blobs)
+        self.inputs = [self.blob_names[i] for i in self.input_blob_ids]
+        self.outputs = [self.blob_names[i] for i in self.output_blob_ids]
+
+    # -- passes ------------------------------------------------------------------------------
+    def _layer_index(self, name_or_index, default):
+        if name_or_index is None:
+            return default
+        if isinstance(name_or_index, str):
+            if name_or_index not in self.layer_dict:
+                raise PclError(f'net "{self.name}" has no layer "{name_or_index}"')
+            return self.layer_names.index(name_or_index)
+        return int(name_or_index)
+
+    def forward_from_to(self, start=0, end=None):
+        """Run layers start..end (inclusive); returns the summed weighted loss."""
+        end = len(self.layers) - 1 if end is None else end
+        loss = 0.0
+        for layer_id in range(start, end + 1):
+            loss += self.layers[layer_id].forward_loss(self.bottom_vecs[layer_id], self.top_vecs[layer_id])
+        return loss
+
+    def backward_from_to(self, start=None, end=0):
+        """Backward through layers start down to end (inclusive), where backward is needed."""
+        start = len(self.layers) - 1 if start is None else start
+        for layer_id in range(start, end - 1, -1):
+            if self.layer_need_backward[layer_id]:
+                self.layers[layer_id].backward(self.top_vecs[layer_id], self.bottom_need_backward[layer_id],
+                                               self.bottom_vecs[layer_id])
+
+    def forward_backward(self):
+        loss = self.forward_from_to()
+        self.backward_from_to()
+        return loss
+
+    def reshape(self):
+        for layer, bottoms, tops in zip(self.layers, self.bottom_vecs, self.top_vecs):
+            layer.reshape(bottoms, tops)
+
+    def clear_param_diffs(self):
+        for blob in self.learnable_params:
+            blob.write_diff()[...] = 0
+
+    def forward(self, blobs=None, start=None, end=None, **inputs):
+        """pycaffe's forward: set `inputs` (name=array), run, return {output name: data}."""
+        for name, value in inputs.items():
+            if name not in self.inputs:
+                raise PclError(f'"{name}" is not an input of net "{self.name}"; inputs: {self.inputs}')
+            value = np.asarray(value)
+            if value.shape[:1] != self.blobs[name].shape[:1]:
+                raise PclError(f'input "{name}": first dimension {value.shape[:1]} does not match the '
+                               f"blob's {self.blobs[name].shape[:1]}; reshape the blob first")
+            self.blobs[name].data[...] = value
+        start_id = self._layer_index(start, 0)
+        end_id = self._layer_index(end, len(self.layers) - 1)
+        outputs = [self.layer_param_top(end_id)] if end is not None else list(self.outputs)
+        outputs += [b for b in (blobs or []) if b not in outputs]
+        self.forward_from_to(start_id, end_id)
+        return {name: self.blobs[name].data for name in outputs}
+
+    def layer_param_top(self, layer_id):
+        return self.blob_names[self.top_ids[layer_id][0]]
+
+    def backward(self, diffs=None, start=None, end=None, **top_diffs):
+        """pycaffe's backward: set output diffs (name=array), run, return {input name: diff}."""
+        for name, value in top_diffs.items():
+            if name not in self.outputs:
+                raise PclError(f'"{name}" is not an output of net "{self.name}"; outputs: {self.outputs}')
+            self.blobs[name].diff[...] = value
+        start_id = self._layer_index(start, len(self.layers) - 1)
+        end_id = self._layer_index(end, 0)
+        self.backward_from_to(start_id, end_id)
+        names = list(self.inputs) + [d for d in (diffs or []) if d not in self.inputs]
+        return {name: self.blobs[name].diff for name in names}
+
+    # -- pycaffe-style accessors ---------------------------------------------------------------
+    def blob_by_name(self, name):
+        if name not in self.blobs:
+            raise PclError(f'net "{self.name}" has no blob "{name}"')
+        return self.blobs[name]
+
+    def layer_by_name(self, name):
+        if name not in self.layer_dict:
+            raise PclError(f'net "{self.name}" has no layer "{name}"')
+        return self.layer_dict[name]
+
+    def share_trained_layers_with(self, other):
+        """Use `other`'s param memory for layers of the same name (test nets share the train net's)."""
+        for layer_name, layer in zip(self.layer_names, self.layers):
+            if layer_name not in other.layer_dict:
+                continue
+            source = other.layer_dict[layer_name]
+            if len(source.blobs) != len(layer.blobs):
+                raise PclError(f'layer "{layer_name}": {len(source.blobs)} param blobs in one net, '
+                               f"{len(layer.blobs)} in the other")
+            for mine, theirs in zip(layer.blobs, source.blobs):
+                if mine.shape != theirs.shape:
+                    raise PclError(f'layer "{layer_name}": param shapes differ between nets '
+                                   f"({theirs.shape} vs {mine.shape})")
+                mine.share_data(theirs)
+
+    # -- weights in and out --------------------------------------------------------------------
+    def copy_from(self, weights):
+        """Copy trained params by layer name from a .caffemodel (or .h5 / .caffemodel.h5) path,
+        a comma-separated list of paths, or a NetParameter."""
+        if isinstance(weights, caffe_pb2.NetParameter):
+            self.copy_trained_layers_from(weights, "<NetParameter>")
+            return
+        for path in os.fspath(weights).split(","):
+            path = path.strip()
+            if path.endswith(".h5"):
+                from .io.hdf5_weights import copy_hdf5_weights  # noqa: PLC0415
+
+                copy_hdf5_weights(self, path)
+            else:
+                self.copy_trained_layers_from(protoio.read_net_param_binary(path), path)
+
+    def copy_trained_layers_from(self, trained, source):
+        for trained_layer in trained.layer:
+            name = trained_layer.name
+            if name not in self.layer_dict:
+                log.info("Ignoring source layer %s", name)
+                continue
+            target = self.layer_dict[name].blobs
+            if len(target) != len(trained_layer.blobs):
+                raise PclError(f'{source}: layer "{name}" holds {len(trained_layer.blobs)} param blobs '
+                               f"but the net's layer has {len(target)}; rename the layer in the net "
+                               f"to initialise it from its fillers instead")
+            for index, (blob, stored) in enumerate(zip(target, trained_layer.blobs)):
+                if not blob.matches_proto_shape(stored):
+                    raise self.param_shape_error(source, name, index, Blob.shape_of_proto(stored), blob.shape)
+                blob.from_proto(stored, reshape=False)
+
+    @staticmethod
+    def param_shape_error(source, layer_name, index, stored_shape, net_shape):
+        return PclError(f'{source}: cannot copy param {index} of layer "{layer_name}": shape '
+                        f"mismatch, the file has {tuple(stored_shape)} and the net expects "
+                        f"{tuple(net_shape)}; to learn this layer from scratch instead, rename the layer")
+
+    def to_proto(self, write_diff=False):
+        """The net as a NetParameter with every layer's params (what a .caffemodel holds)."""
+        proto = caffe_pb2.NetParameter()
+        proto.name = self.name
+        for layer in self.layers:
+            layer_proto = proto.layer.add()
+            layer_proto.CopyFrom(layer.param)
+            del layer_proto.blobs[:]
+            for blob in layer.blobs:
+                layer_proto.blobs.append(blob.to_proto(write_diff))
+        return proto
+
+    def save(self, path, write_diff=False):
+        """Write a binary .caffemodel (or Caffe's HDF5 layout when the path ends in .h5)."""
+        path = os.fspath(path)
+        if path.endswith(".h5"):
+            from .io.hdf5_weights import save_hdf5_weights  # noqa: PLC0415
+
+            save_hdf5_weights(self, path, write_diff)
+        else:
+            protoio.write_binary_proto(path, self.to_proto(write_diff))
+
+    def save_hdf5(self, path, write_diff=False):
+        from .io.hdf5_weights import save_hdf5_weights  # noqa: PLC0415
+
+        save_hdf5_weights(self, os.fspath(path), write_diff)
+
+    def __repr__(self):
+        return f"Net({self.name!r}, phase={caffe_pb2.Phase.Name(self.phase)}, layers={len(self.layers)})"
+
