@@ -1,4 +1,4 @@
-"""The schema: generated module is current, matches Caffe's numbers/defaults, reads Caffe's files."""
+"""The schema: generated module is current, has Caffe's numbers/defaults, reads Caffe's files."""
 import importlib.util
 import re
 from pathlib import Path

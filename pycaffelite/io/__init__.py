@@ -1,0 +1,1 @@
+"""File I/O: protobuf text/binary files and legacy-format upgrades."""

@@ -1,0 +1,248 @@
+"""Reading and writing Caffe's protobuf files: text (.prototxt) and binary (.caffemodel,
+.solverstate, .binaryproto).
+
+Every problem with a user's file ends in one `PclError` that names the file (and, for text,
+`line:col`), what was wrong and what to do. Writes are atomic: the bytes go to a temporary file in
+the destination folder, are fsync'ed, then renamed over the target, so a crash or a failed
+serialisation never leaves a half-written file behind.
+"""
+import difflib
+import os
+import re
+import secrets
+
+from google.protobuf import message as pb_message
+from google.protobuf import text_format
+
+from pycaffelite.errors import PclError
+from pycaffelite.io.upgrade import upgrade_net_param, upgrade_solver_param
+from pycaffelite.proto import caffe_pb2
+
+_PACKAGE = caffe_pb2.DESCRIPTOR.package + "."
+
+
+# --- text format ------------------------------------------------------------------------------
+
+def read_text_proto(path, message):
+    """Parse the text-format file `path` into `message` (cleared first) and return it."""
+    return parse_text_proto(_read_text(path), message, source_name=os.fspath(path))
+
+
+def parse_text_proto(text, message, source_name="<string>"):
+    """Parse Caffe text format `text` into `message` (cleared first) and return it.
+
+    `source_name` is the file name used in error messages.
+    """
+    message.Clear()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        raise PclError(_describe_parse_error(error, text, message, source_name)) from None
+    _check_required(message, source_name)
+    return message
+
+
+def write_text_proto(path, message):
+    """Write `message` in text format to `path`, atomically."""
+    _check_required(message, os.fspath(path))
+    _atomic_write(path, text_format.MessageToString(message).encode("utf-8"))
+
+
+# --- binary format ----------------------------------------------------------------------------
+
+_BINARY_KINDS = {
+    "NetParameter": ".caffemodel",
+    "SolverState": ".solverstate",
+    "BlobProto": ".binaryproto mean/blob file",
+}
+
+
+def read_binary_proto(path, message):
+    """Parse the binary protobuf file `path` into `message` (cleared first) and return it."""
+    data = _read_bytes(path)
+    message.Clear()
+    try:
+        message.ParseFromString(data)
+    except pb_message.DecodeError as error:
+        kind = message.DESCRIPTOR.name
+        raise PclError(
+            f"{os.fspath(path)}: not a binary {kind} ({error}); check that this is the right "
+            f"file (a {_BINARY_KINDS.get(kind, kind)}) and that it is not truncated") from None
+    return message
+
+
+def write_binary_proto(path, message):
+    """Serialise `message` to `path` in binary format, atomically."""
+    _check_required(message, os.fspath(path))
+    _atomic_write(path, message.SerializeToString())
+
+
+
+# --- Caffe's readers --------------------------------------------------------------------------
+
+def read_net_param(path):
+    """Read a text net (.prototxt) and upgrade it from any legacy format."""
+    net = read_text_proto(path, caffe_pb2.NetParameter())
+    return upgrade_net_param(net, os.fspath(path))
+
+
+def read_net_param_binary(path):
+    """Read a binary net (.caffemodel) and upgrade it from any legacy format."""
+    net = read_binary_proto(path, caffe_pb2.NetParameter())
+    return upgrade_net_param(net, os.fspath(path))
+
+
+def read_solver_param(path):
+    """Read a text solver (.prototxt) and upgrade its deprecated fields."""
+    solver = read_text_proto(path, caffe_pb2.SolverParameter())
+    return upgrade_solver_param(solver, os.fspath(path))
+
+
+def read_blob_proto(path):
+    """Read a BlobProto file (.binaryproto), e.g. a mean image from compute_image_mean."""
+    return read_binary_proto(path, caffe_pb2.BlobProto())
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise PclError(f"{os.fspath(path)}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise PclError(f"{os.fspath(path)}: is a folder, expected a file") from None
+    except OSError as error:
+        raise PclError(f"{os.fspath(path)}: cannot read ({error.strerror})") from None
+
+
+def _read_text(path):
+    data = _read_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise PclError(
+            f"{os.fspath(path)}:{line}: not UTF-8 text (byte {data[error.start]:#04x}); "
+            "is this a binary file? Text protos must be saved as UTF-8") from None
+
+
+def _check_required(message, source_name):
+    """Caffe's parser rejects messages whose `required` fields are missing; so do we."""
+    missing = message.FindInitializationErrors()
+    if missing:
+        raise PclError(f"{source_name}: missing required field(s) "
+                       f"{', '.join(_name_layers(message, path) for path in missing)}; "
+                       "set them (e.g. clip_param needs both min and max)")
+
+
+def _name_layers(message, field_path):
+    """Spell `layer[3].clip_param.max` as `layer "relu3" clip_param.max` where possible."""
+    match = re.match(r"layers?\[(\d+)\]\.(.*)", field_path)
+    if not isinstance(message, caffe_pb2.NetParameter) or not match:
+        return field_path
+    index = int(match.group(1))
+    layers = message.layer if field_path.startswith("layer[") else message.layers
+    return f'layer "{layers[index].name}" {match.group(2)}'
+
+
+def _atomic_write(path, data):
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    temp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:
+        raise PclError(f"{path}: cannot write ({error.strerror}); check that the folder "
+                       "exists and is writable") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX only; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- turning protobuf's parser errors into advice ---------------------------------------------
+
+_NO_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "(\w+)"')
+_NO_ENUM_VALUE = re.compile(r'Enum type "([\w.]+)" has no value named (\w+)')
+_REPEATED = re.compile(r'Message type "([\w.]+)" should not have multiple "(\w+)" fields')
+
+
+def _describe_parse_error(error, text, message, source_name):
+    line, col = error.GetLine(), error.GetColumn()
+    detail = re.sub(r"^\d+:\d+ : ", "", str(error))
+    lines = text.splitlines()
+    if 0 < line <= len(lines):
+        quoted = f"'{lines[line - 1]}': "
+        if detail.startswith(quoted):
+            detail = detail[len(quoted):]
+    return f"{source_name}:{line}:{col}: {_advice(detail.rstrip('.'), message)}"
+
+
+def _advice(detail, message):
+    match = _NO_FIELD.fullmatch(detail)
+    if match:
+        return _unknown_field(_message_type(match.group(1)), match.group(2))
+    match = _NO_ENUM_VALUE.fullmatch(detail)
+    if match:
+        return _unknown_enum_value(match.group(1), match.group(2))
+    match = _REPEATED.fullmatch(detail)
+    if match:
+        return (f'field "{match.group(2)}" of {_short(match.group(1))} is given more than once '
+                "but takes a single value; keep only one")
+    if detail.startswith("Expected string but found"):
+        return (f"{detail}; string values must be quoted, e.g. type: \"Convolution\" "
+                "(V1 nets spell enum types inside `layers { }`, not `layer { }`)")
+    return (f"{detail}; fix the syntax here (Caffe text format is `field: value` and "
+            f"`message {{ ... }}`; top-level message is {message.DESCRIPTOR.name})")
+
+
+def _message_type(full_name):
+    return caffe_pb2.DESCRIPTOR.pool.FindMessageTypeByName(full_name)
+
+
+def _short(full_name):
+    return full_name[len(_PACKAGE):] if full_name.startswith(_PACKAGE) else full_name
+
+
+def _unknown_field(descriptor, name):
+    text = f'unknown field "{name}" in {descriptor.name}'
+    guess = difflib.get_close_matches(name, [f.name for f in descriptor.fields], n=1, cutoff=0.6)
+    if guess:
+        return f'{text}; did you mean "{guess[0]}"?'
+    holders = [f.name for f in descriptor.fields
+               if f.message_type is not None and name in f.message_type.fields_by_name]
+    if holders:
+        return f"{text}; it belongs inside {' or '.join(holders)} {{ }}"
+    return f"{text}; check the spelling against {descriptor.name} in proto/caffe.proto"
+
+
+def _unknown_enum_value(enum_full_name, value):
+    descriptor = caffe_pb2.DESCRIPTOR.pool.FindEnumTypeByName(enum_full_name)
+    names = [v.name for v in descriptor.values]
+    guess = difflib.get_close_matches(value.upper(), names, n=1, cutoff=0.6)
+    hint = f'did you mean {guess[0]}? ' if guess else ""
+    return (f"unknown value {value} for {_short(enum_full_name)}; {hint}"
+            f"expected one of {', '.join(names)}")
