@@ -9,6 +9,7 @@ from .device import set_device, set_mode_cpu, set_mode_gpu, set_random_seed
 from .errors import NotSupportedError, PclError
 from .layers.base import Layer
 from .net import TEST, TRAIN, Net
+from .net_spec import NetSpec, layers, params
 
-__all__ = ["Blob", "Layer", "Net", "NotSupportedError", "PclError", "TEST", "TRAIN", "set_device",
-           "set_mode_cpu", "set_mode_gpu", "set_random_seed"]
+__all__ = ["Blob", "Layer", "Net", "NetSpec", "NotSupportedError", "PclError", "TEST", "TRAIN", "set_device",
+           "set_mode_cpu", "set_mode_gpu", "set_random_seed", "layers", "params"]
