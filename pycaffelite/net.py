@@ -176,7 +176,8 @@ class Net:
         self._prune_backward()
         if self.param.force_backward:
             self._force_backward()
-        self.output_blob_ids = [blob_name_to_id[name] for name in self.blob_names if name in available]
+        # Blobs nothing consumed are the outputs, in name order as Caffe lists them.
+        self.output_blob_ids = [blob_name_to_id[name] for name in sorted(available)]
         self._blob_name_to_id = blob_name_to_id
         self._share_weights()
         self._build_views()
