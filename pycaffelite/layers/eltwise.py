@@ -36,7 +36,7 @@ class EltwiseLayer(Layer):
                              "values or use SUM")
         self.coeffs = [self.dtype.type(c) for c in coeffs] or [self.dtype.type(1)] * len(bottom)
         self.stable_prod_grad = param.stable_prod_grad
-        self.max_index = None
+        self.max_index = Blob((), dtype=np.int32) if self.op == _OP.MAX else None
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
@@ -45,11 +45,8 @@ class EltwiseLayer(Layer):
                 raise self.error(f"bottom {i} has shape {blob.shape} but bottom 0 has shape "
                                  f"{shape}; all bottoms must have the same shape")
         top[0].reshape(shape)
-        if self.op == _OP.MAX:
-            if self.max_index is None:
-                self.max_index = Blob(shape, dtype=np.int32)
-            else:
-                self.max_index.reshape(shape)
+        if self.max_index is not None:
+            self.max_index.reshape(shape)
 
     def forward(self, bottom, top):
         xp = self.xp

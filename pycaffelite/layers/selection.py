@@ -29,7 +29,6 @@ class FilterLayer(Layer):
             raise self.error(f"has {len(bottom)} bottoms and {len(top)} tops; give one top per "
                              "bottom to filter (every bottom but the last, the selector)")
         self.first_reshape = True
-        self.indices = np.zeros(0, dtype=np.int64)
 
     def _select(self, bottom):
         selector = bottom[-1]

@@ -4,7 +4,7 @@ import pytest
 
 from pycaffelite.errors import PclError
 from pycaffelite.gradient_check import GradientChecker
-from tests.layer_testing import blob_from, empty_tops, gaussian_blob, make_layer
+from tests.layer_testing import blob_from, empty_tops, make_layer
 
 A = [[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]]
 B = [[2.0, 2.0, -1.0], [4.0, 0.25, -3.0]]
@@ -101,7 +101,8 @@ def test_gradient(text):
 
 
 def test_shape_mismatch_names_both_shapes():
-    with pytest.raises(PclError, match=r'"test" \(Eltwise\): bottom 1 has shape \(2, 4\) but bottom 0 has shape \(2, 3\)'):
+    expected = r'"test" \(Eltwise\): bottom 1 has shape \(2, 4\) but bottom 0 has shape \(2, 3\)'
+    with pytest.raises(PclError, match=expected):
         run("operation: SUM", [np.zeros((2, 3)), np.zeros((2, 4))])
 
 
