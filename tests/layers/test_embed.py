@@ -73,6 +73,9 @@ class ParamsOnly:
     def forward(self, bottom, top):
         self.layer.forward([self.indices], top)
 
+    def forward_loss(self, bottom, top):
+        return self.layer.forward_loss([self.indices], top)
+
     def backward(self, top, propagate_down, bottom):
         self.layer.backward(top, [False], [self.indices])
 
