@@ -46,7 +46,7 @@ class GradientChecker:
 
     def _forward_objective(self, layer, bottom, top, top_id, top_data_id):
         device.set_random_seed(self.seed)
-        layer.forward(bottom, top)
+        layer.forward_loss(bottom, top)
         return self.objective_and_top_diff(top, top_id, top_data_id)
 
     # -- checks ------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ def run_case(net, meta, ref):
 
 @pytest.mark.parametrize("case", CASES)
 def test_net_structure_matches_caffe(case):
-    net, meta, _ = load_case(case)
+    net, meta, ref = load_case(case)
+    run_case(net, meta, ref)  # shapes as recorded after the pass (Filter's top follows its selector)
     built = [{"name": n, "type": l.type, "bottoms": [net.blob_names[i] for i in b],
               "tops": [net.blob_names[i] for i in t]}
              for n, l, b, t in zip(net.layer_names, net.layers, net.bottom_ids, net.top_ids)]

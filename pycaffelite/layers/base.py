@@ -10,7 +10,8 @@ A subclass implements:
                           so iter_size and shared weights add up)
 
 The Net calls `initialize` once (blob-count checks, setup, reshape, loss weights) and
-`forward_loss` / `backward` per pass. Bodies use `self.xp` (numpy or cupy) and the blob accessors
+`forward_loss` (reshape, then forward) / `backward` per pass, so `reshape` must be cheap when
+nothing changed. Bodies use `self.xp` (numpy or cupy) and the blob accessors
 `read_data/write_data/read_diff/write_diff`, so one body runs in both modes.
 """
 import numpy as np
@@ -110,6 +111,10 @@ class Layer:
         given = list(self.param.loss_weight)
         if given and len(given) != len(top):
             raise self.error(f"has {len(given)} loss_weight values but {len(top)} tops; give one per top")
+        if not given and self.auto_loss_weights:
+            # Caffe's loss layers write their default weight into their LayerParameter, so it
+            # is saved with the model.
+            self.param.loss_weight.extend(self.auto_loss_weights)
         weights = given or list(self.auto_loss_weights)
         self.loss_weights = [float(w) for w in weights] + [0.0] * (len(top) - len(weights))
         self.loss_weights = self.loss_weights[:len(top)]
@@ -118,7 +123,9 @@ class Layer:
                 blob.write_diff()[...] = weight
 
     def forward_loss(self, bottom, top):
-        """Run forward and return this layer's weighted loss (0 for non-loss layers)."""
+        """Reshape (bottoms may have changed shape), run forward and return this layer's weighted
+        loss (0 for non-loss layers), as Caffe's Layer::Forward does."""
+        self.reshape(bottom, top)
         self.forward(bottom, top)
         loss = 0.0
         for blob, weight in zip(top, self.loss_weights):
