@@ -1,0 +1,104 @@
+"""`pcl time`: per-layer forward/backward timing of a net (Caffe's `caffe time`).
+
+Prints Caffe's log lines ("Average time per layer:", "<layer>\tforward: X ms.", "Average Forward
+pass: X ms.", ...) followed by a table, or, with --json, one JSON object and nothing else.
+Like `caffe time`, the net is run without feeding it: Input blobs keep whatever they hold (zeros),
+and a net with data layers needs its data. To time a net whose data is not at hand, time its
+deploy variant (Input layers instead of data layers).
+"""
+import json
+import os
+
+import click
+
+from .. import device, net_build, timing
+from ..errors import PclError
+from ..io import protoio
+from ..net import Net
+from ..proto import caffe_pb2
+
+# Layer parameters that name a file or folder the layer reads its data from.
+_DATA_SOURCE_FIELDS = ("data_param", "image_data_param", "hdf5_data_param", "window_data_param")
+
+
+def _stages(values):
+    """Caffe's -stage takes a comma-separated list; --stage may also be repeated."""
+    return [stage for value in values for stage in value.split(",") if stage]
+
+
+def _gpu_ids(text):
+    if text == "all":
+        return [0]
+    try:
+        ids = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise PclError(f'--gpu expects device ids such as 0 or 0,1 (or "all"), found "{text}"') from None
+    if any(i < 0 for i in ids):
+        raise PclError(f"--gpu expects non-negative device ids, found {text}")
+    return ids
+
+
+def check_data_sources(model, state):
+    """A PclError naming the first data source (or mean file) of the net that does not exist."""
+    net_param = net_build.filter_by_state(protoio.read_net_param(model), state, model)
+    for layer in net_param.layer:
+        paths = []
+        for field in _DATA_SOURCE_FIELDS:
+            if layer.HasField(field) and getattr(layer, field).source:
+                paths.append(("source", getattr(layer, field).source))
+        if layer.transform_param.mean_file:
+            paths.append(("mean_file", layer.transform_param.mean_file))
+        for what, path in paths:
+            if not os.path.exists(path):
+                raise PclError(
+                    f'{model}: layer "{layer.name}" ({layer.type}) reads its data from {what} '
+                    f'"{path}", which does not exist; create that data first (see the model\'s '
+                    f"README), or time the net's deploy variant, whose Input layers need no data "
+                    f"(e.g. models/cifar10_quick/cifar10_quick.prototxt)")
+
+
+@click.command("time")
+@click.option("--model", help="The net to time (prototxt).")
+@click.option("--iterations", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Timed forward-backward iterations (after one untimed warm-up pass).")
+@click.option("--phase", type=click.Choice(["TRAIN", "TEST"], case_sensitive=False), default="TRAIN",
+              show_default=True, help="Net phase: which layers' include/exclude rules apply.")
+@click.option("--stage", multiple=True, help="Net stages, comma-separated (or repeat the option).")
+@click.option("--level", type=int, default=0, show_default=True, help="Net level.")
+@click.option("--gpu", default=None, help="Time on this GPU (the first one if several are given).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the log and table.")
+def command(model, iterations, phase, stage, level, gpu, as_json):
+    """Benchmark the execution time of a net, layer by layer."""
+    if not model:
+        raise PclError("need a model definition to time: pass --model net.prototxt")
+    log = (lambda message: None) if as_json else click.echo
+    phase = phase.upper()
+    stages = _stages(stage)
+    state = caffe_pb2.NetState(phase=caffe_pb2.Phase.Value(phase), level=level, stage=stages)
+    check_data_sources(model, state)
+
+    previous_mode = device.mode()
+    try:
+        if gpu is not None:
+            ids = _gpu_ids(gpu)
+            for unused in reversed(ids[1:]):
+                log(f"Not using GPU #{unused} for single-GPU function")
+            log(f"Use GPU with device ID {ids[0]}")
+            device.set_device(ids[0])
+            device.set_mode_gpu()
+        else:
+            log("Use CPU.")
+        net = Net(model, phase, level=level, stages=stages)
+        result = timing.time_net(net, iterations, log=log)
+    finally:
+        if previous_mode == device.CPU:
+            device.set_mode_cpu()
+
+    if as_json:
+        report = {"model": model, "net": net.name, "phase": phase, "stages": stages, "level": level,
+                  "mode": "GPU" if gpu is not None else "CPU"}
+        report.update(result.as_dict())
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo("")
+        click.echo(timing.table(result))
