@@ -21,7 +21,8 @@ class BatchNormLayer(Layer):
         b0 = f * b0 + mean      b1 = f * b1 + m / (m - 1) * var      b2 = f * b2 + 1
 
     With global statistics (the default in TEST phase) it uses mean = b0 / b2, var = b1 / b2
-    (both 0 when b2 == 0). The solver never changes the blobs: their param diffs stay 0.
+    (both 0 when b2 == 0). The solver never changes the blobs: as in Caffe, setup gives them
+    ParamSpecs with lr_mult 0 (a nonzero lr_mult is an error) and their param diffs stay 0.
 
     Backward, with y the normalised output and dy its diff (means over the same axes):
       batch statistics:  dbottom = (dy - mean(dy) - mean(dy * y) * y) / sqrt(var + eps)
