@@ -50,12 +50,13 @@ def datum_to_array(datum, color=None, where="record"):
 
 
 def array_to_datum(array, label=0):
-    """A raw Datum from a C x H x W array (uint8 -> `data` bytes, anything else -> `float_data`)."""
+    """A raw Datum from a C x H x W array (uint8 -> `data` bytes, anything else -> `float_data`),
+    with `encoded: false` written out as Caffe's tools do."""
     array = np.asarray(array)
     if array.ndim != 3:
         raise PclError(f"a Datum holds a C x H x W array; got shape {array.shape}")
     datum = caffe_pb2.Datum(channels=array.shape[0], height=array.shape[1], width=array.shape[2],
-                            label=int(label))
+                            label=int(label), encoded=False)
     if array.dtype == np.uint8:
         datum.data = np.ascontiguousarray(array).tobytes()
     else:

@@ -1,0 +1,28 @@
+"""`pcl convert_mnist`: MNIST IDX files -> LMDB (Caffe's examples/mnist/convert_mnist_data)."""
+import sys
+
+import click
+from tqdm import tqdm
+
+from ..errors import NotSupportedError
+from ..io.mnist import convert_mnist
+
+
+@click.command("convert_mnist")
+@click.argument("images", type=click.Path(dir_okay=False))
+@click.argument("labels", type=click.Path(dir_okay=False))
+@click.argument("db_name", type=click.Path())
+@click.option("--backend", default="lmdb", show_default=True,
+              help="Database type; only lmdb is supported.")
+def command(images, labels, db_name, backend):
+    """Convert MNIST IMAGES and LABELS (IDX files, gzipped or not) to a new LMDB DB_NAME.
+
+    Keys are the digit's index written "%08d"; records are 1 x 28 x 28 uint8 Datums.
+    """
+    if backend.lower() != "lmdb":
+        raise NotSupportedError(f'--backend {backend} is not supported; use --backend lmdb')
+    with tqdm(unit=" digits", disable=not sys.stderr.isatty(), leave=False) as bar:
+        count, rows, cols = convert_mnist(images, labels, db_name, progress=bar.update)
+    click.echo(f"A total of {count} items.")
+    click.echo(f"Rows: {rows} Cols: {cols}")
+    click.echo(f"Processed {count} files.")
