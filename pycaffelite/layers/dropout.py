@@ -33,7 +33,7 @@ class DropoutLayer(NeuronLayer):
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
-        if self.train:
+        if self.train and (self.uniform is None or self.uniform.shape != bottom[0].shape):
             self.uniform = np.empty(bottom[0].shape, dtype=self.dtype)
 
     def forward(self, bottom, top):
