@@ -1,0 +1,471 @@
+"""Convolution, Deconvolution and Im2col: the layers built on im2col + GEMM.
+
+Shared vocabulary (Caffe's): the bottom's axes are (outer..., C, S_1..S_d); `axis` picks the channel
+axis C, the outer axes are flattened into a num N, the d axes after C are spatial. Every spatial
+axis has a kernel size k, pad p, stride s and dilation d, given as `kernel_size`/`pad`/`stride`/
+`dilation` (once for all axes or once per axis) or, for d = 2 only, `kernel_h/kernel_w`, `pad_h/
+pad_w`, `stride_h/stride_w`. force_nd_im2col only picks one of Caffe's two equivalent CPU routines
+and changes nothing here; `engine` is ignored.
+
+A convolution maps an "image" side (Ci channels, spatial S) to a "column" side (Co channels,
+spatial O, O = floor((S + 2p - (d(k-1)+1)) / s) + 1) through weights (Co, Ci/group, k...). The
+Convolution layer's image is its bottom; the Deconvolution layer runs the same map transposed, so
+its image is its top and its bottom is the column side.
+
+Speed: images are processed in chunks of n; one chunk's im2col columns form a
+(Ci k... , n O...) matrix so that each group needs one GEMM per chunk (np.matmul on float32 calls
+BLAS sgemm). Chunks are sized so the column buffer stays cache-sized (see `_chunk_size`); 1x1
+convolutions with stride 1 and no pad skip im2col in the forward directions altogether.
+"""
+import numpy as np
+
+from . import register
+from .base import Layer
+from .im2col import col2im, conv_output_size, deconv_output_size, im2col, interior, kernel_extent
+
+# Elements of one chunk's column buffer (4 MB of float32): small enough to stay in cache between
+# im2col and the GEMM that reads it, which measured faster than whole-batch columns.
+COLUMN_BUDGET = 1 << 20
+# Weight gradients add each chunk's GEMM result into the diff: keep at least this many GEMM
+# columns (n * prod(O)) per chunk so that the addition stays small next to the GEMM.
+MIN_WEIGHT_GRAD_COLUMNS = 2048
+
+
+def _per_axis(layer, p, name, num_spatial, default):
+    """One value per spatial axis for the `name` field of ConvolutionParameter `p`."""
+    values = list(getattr(p, name if name != "kernel" else "kernel_size"))
+    list_name = "kernel_size" if name == "kernel" else name
+    if name != "dilation" and (p.HasField(f"{name}_h") or p.HasField(f"{name}_w")):
+        if num_spatial != 2:
+            raise layer.error(f"{name}_h/{name}_w are only for 2-d convolution, but the input has "
+                              f"{num_spatial} spatial axes; use {list_name} (once per axis)")
+        if values:
+            raise layer.error(f"give either {list_name} or {name}_h/{name}_w, not both")
+        return (getattr(p, f"{name}_h"), getattr(p, f"{name}_w"))
+    if len(values) == num_spatial:
+        return tuple(values)
+    if len(values) == 1:
+        return tuple(values) * num_spatial
+    if not values and default is not None:
+        return (default,) * num_spatial
+    raise layer.error(f"{list_name} must be given once or once per spatial axis ({num_spatial}), "
+                      f"found {len(values)} values")
+
+
+def conv_geometry(layer, p, num_spatial):
+    """(kernel, stride, pad, dilation) tuples from ConvolutionParameter `p`, checked."""
+    kernel = _per_axis(layer, p, "kernel", num_spatial, None)
+    stride = _per_axis(layer, p, "stride", num_spatial, 1)
+    pad = _per_axis(layer, p, "pad", num_spatial, 0)
+    dilation = _per_axis(layer, p, "dilation", num_spatial, 1)
+    for name, values in (("kernel size", kernel), ("stride", stride), ("dilation", dilation)):
+        if any(v <= 0 for v in values):
+            raise layer.error(f"every {name} must be positive, found {values}; set it per axis "
+                              f"(a missing kernel_h/kernel_w or stride_h/stride_w counts as 0)")
+    return kernel, stride, pad, dilation
+
+
+def spatial_axes(layer, blob, p, minimum=0):
+    """(channel axis, number of spatial axes) of `blob` under ConvolutionParameter `p`."""
+    n = blob.num_axes
+    if not -n <= p.axis < n:
+        raise layer.error(f"convolution_param axis {p.axis} is out of range for a bottom of shape "
+                          f"{blob.shape}; choose the channel axis")
+    channel_axis = p.axis % n
+    num_spatial = n - channel_axis - 1
+    if num_spatial < minimum:
+        raise layer.error(f"needs at least {minimum} spatial axis after the channel axis "
+                          f"{channel_axis}, but the bottom has shape {blob.shape}")
+    return channel_axis, num_spatial
+
+
+def _conv_out_shape(layer, in_shape, kernel, stride, pad, dilation):
+    """Convolution output spatial shape; an error where the kernel does not fit the padded input."""
+    for axis, (size, k, s, p, d) in enumerate(zip(in_shape, kernel, stride, pad, dilation)):
+        if kernel_extent(k, d) > size + 2 * p:
+            raise layer.error(f"the kernel (extent {kernel_extent(k, d)} with dilation {d}) is "
+                              f"larger than the padded input ({size} + 2 x {p}) on spatial axis "
+                              f"{axis}; use a smaller kernel or more padding")
+    return tuple(conv_output_size(*args) for args in zip(in_shape, kernel, pad, stride, dilation))
+
+
+class _ConvolutionBase(Layer):
+    """Parameters, buffers and the three GEMM directions shared by Convolution and Deconvolution.
+
+    With W viewed per group g as a (Co/G, Ci/G * prod(k)) matrix and col(X) the im2col matrix of
+    an image chunk X:
+      forward direction     Y = W . col(X)                     (Convolution forward)
+      data direction        X = col2im(W^T . Y)                (Deconvolution forward)
+      weight gradient      dW += Y . col(X)^T
+    """
+
+    min_bottom = 1
+    min_top = 1
+    allows_in_place = False
+    transposed = False  # Deconvolution: the bottom is the column side
+
+    def setup(self, bottom, top):
+        if len(bottom) != len(top):
+            raise self.error(f"needs one top per bottom, found {len(bottom)} bottoms and "
+                             f"{len(top)} tops")
+        p = self.param.convolution_param
+        self.channel_axis, self.num_spatial = spatial_axes(self, bottom[0], p)
+        self.kernel, self.stride, self.pad, self.dilation = conv_geometry(self, p, self.num_spatial)
+        self.channels = bottom[0].shape[self.channel_axis]
+        self.num_output = p.num_output
+        self.group = p.group
+        if self.num_output <= 0:
+            raise self.error("needs convolution_param { num_output: N } with N > 0, found "
+                             f"{self.num_output}; give the number of output channels")
+        if self.group <= 0 or self.channels % self.group or self.num_output % self.group:
+            raise self.error(f"group {self.group} must divide both the input channels "
+                             f"({self.channels}) and num_output ({self.num_output}); change group")
+        # Image side (Ci) and column side (Co) of the underlying convolution.
+        if self.transposed:
+            self.ci, self.co = self.num_output, self.channels
+        else:
+            self.ci, self.co = self.channels, self.num_output
+        self.is_1x1 = all(k == 1 and s == 1 and q == 0
+                          for k, s, q in zip(self.kernel, self.stride, self.pad))
+        self.bias_term = p.bias_term
+        self.add_param_blob((self.co, self.ci // self.group) + self.kernel, p.weight_filler)
+        if self.bias_term:
+            self.add_param_blob((self.num_output,), p.bias_filler)
+        self._buffers = None
+
+    def output_spatial_shape(self, in_shape):
+        raise NotImplementedError
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].shape
+        if len(shape) != self.channel_axis + 1 + self.num_spatial:
+            raise self.error(f"the bottom changed its number of axes to {len(shape)} (shape "
+                             f"{shape}); it was set up with {self.channel_axis + 1 + self.num_spatial}")
+        if shape[self.channel_axis] != self.channels:
+            raise self.error(f"the bottom has {shape[self.channel_axis]} channels on axis "
+                             f"{self.channel_axis}, but the layer was set up with {self.channels}")
+        for i, blob in enumerate(bottom[1:], start=1):
+            if blob.shape != shape:
+                raise self.error(f"all bottoms must have the same shape: bottom 0 is {shape}, "
+                                 f"bottom {i} is {blob.shape}")
+        in_spatial = shape[self.channel_axis + 1:]
+        out_spatial = self.output_spatial_shape(in_spatial)
+        for blob in top:
+            blob.reshape(shape[:self.channel_axis] + (self.num_output,) + out_spatial)
+        self.num = bottom[0].count(0, self.channel_axis)
+        # Image side S and column side O of the underlying convolution.
+        self.s_shape, self.o_shape = (out_spatial, in_spatial) if self.transposed \
+            else (in_spatial, out_spatial)
+        self.s_count = int(np.prod(self.s_shape, dtype=np.int64))
+        self.o_count = int(np.prod(self.o_shape, dtype=np.int64))
+        self.kernel_dim = (self.ci // self.group) * int(np.prod(self.kernel, dtype=np.int64))
+        col_per_image = self.kernel_dim * self.group * self.o_count
+        self.chunk = max(1, min(self.num, COLUMN_BUDGET // max(col_per_image, 1)))
+        self.grad_chunk = max(self.chunk, min(self.num, -(-MIN_WEIGHT_GRAD_COLUMNS // self.o_count)))
+        self._allocate_buffers()
+
+    # -- buffers -------------------------------------------------------------------------------
+    def _allocate_buffers(self):
+        """Column, column-side and padded-image buffers for the largest chunk, in the current
+        array module; kept when a reshape (or a mode switch back) needs the same ones."""
+        xp = self.xp
+        chunk = max(self.chunk, self.grad_chunk)
+        padded = (self.ci, chunk) + tuple(s + 2 * q for s, q in zip(self.s_shape, self.pad))
+        col_size = self.kernel_dim * self.group * chunk * self.o_count
+        key = (xp, col_size, self.co * chunk * self.o_count, padded, self.co, self.kernel_dim)
+        if self._buffers is not None and self._buffers["key"] == key:
+            return
+        self._buffers = {
+            "key": key,
+            "xp": xp,
+            "col": xp.empty(col_size, self.dtype),
+            "side": xp.empty(self.co * chunk * self.o_count, self.dtype),
+            "pad_in": xp.zeros(padded, self.dtype) if any(self.pad) else None,
+            "pad_out": xp.empty(padded, self.dtype) if any(self.pad) else None,
+            "dw": xp.empty((self.group, self.co // self.group, self.kernel_dim), self.dtype),
+        }
+
+    def _buffer(self, name):
+        if self._buffers["xp"] is not self.xp:
+            self._allocate_buffers()
+        return self._buffers[name]
+
+    # -- array views ----------------------------------------------------------------------------
+    def _image(self, array):
+        return array.reshape((self.num, self.ci) + self.s_shape)
+
+    def _side(self, array):
+        return array.reshape(self.num, self.co, self.o_count)
+
+    def _grouped_weight(self):
+        return self.blobs[0].read_data().reshape(self.group, self.co // self.group, self.kernel_dim)
+
+    def _bias(self, ndim):
+        """The bias shaped to broadcast over the channel axis of an (n, C, ...) chunk of ndim axes."""
+        return self.blobs[1].read_data().reshape((-1,) + (1,) * (ndim - 2))
+
+    def _chunks(self, size):
+        for n0 in range(0, self.num, size):
+            yield n0, min(size, self.num - n0)
+
+    # -- chunk helpers --------------------------------------------------------------------------
+    def _columns(self, image, n0, n):
+        """im2col of images n0..n0+n of `image` (N, Ci, *S) as a (G, Ci/G prod(k), n prod(O))
+        matrix in the column buffer."""
+        source = image[n0:n0 + n].swapaxes(0, 1)
+        if any(self.pad):
+            padded = self._buffer("pad_in")[:, :n]
+            interior(padded, self.pad)[...] = source
+            source = padded
+        col = self._buffer("col")[:self.kernel_dim * self.group * n * self.o_count]
+        im2col(source, self.kernel, self.stride, self.dilation,
+               col.reshape((self.ci,) + self.kernel + (n,) + self.o_shape))
+        return col.reshape(self.group, self.kernel_dim, n * self.o_count)
+
+    def _add_columns_to_image(self, col, image, n0, n, add_bias):
+        """col2im of a (G, Ci/G prod(k), n prod(O)) matrix into images n0..n0+n of `image`
+        (overwriting them), plus the bias if asked."""
+        col = col.reshape((self.ci,) + self.kernel + (n,) + self.o_shape)
+        target = image[n0:n0 + n]
+        if any(self.pad):
+            padded = self._buffer("pad_out")[:, :n]
+            col2im(col, self.kernel, self.stride, self.dilation, padded)
+            source = interior(padded, self.pad).swapaxes(0, 1)
+            if add_bias:
+                self.xp.add(source, self._bias(target.ndim), out=target)
+            else:
+                target[...] = source
+        else:
+            col2im(col, self.kernel, self.stride, self.dilation, target.swapaxes(0, 1))
+            if add_bias:
+                target += self._bias(target.ndim)
+
+    def _side_matrix(self, side, n0, n):
+        """Images n0..n0+n of the column side (N, Co, P) as a (G, Co/G, n P) matrix (a copy into
+        the side buffer unless n == 1)."""
+        chunk = side[n0:n0 + n]
+        if n == 1:
+            return chunk.reshape(self.group, self.co // self.group, self.o_count)
+        matrix = self._buffer("side")[:self.co * n * self.o_count].reshape(self.co, n, self.o_count)
+        matrix[...] = chunk.swapaxes(0, 1)
+        return matrix.reshape(self.group, self.co // self.group, n * self.o_count)
+
+    def _multiply_into_side(self, weight, col, side, n0, n, add_bias):
+        """side[n0:n0+n] = weight . col per group (+ bias), from a (G, Co/G, K) weight and a
+        (G, K, n P) column matrix."""
+        xp = self.xp
+        target = side[n0:n0 + n]
+        if n == 1:
+            xp.matmul(weight, col, out=target.reshape(self.group, self.co // self.group, self.o_count))
+            if add_bias:
+                target += self._bias(3)
+            return
+        out = self._buffer("side")[:self.co * n * self.o_count].reshape(
+            self.group, self.co // self.group, n * self.o_count)
+        xp.matmul(weight, col, out=out)
+        source = out.reshape(self.co, n, self.o_count).swapaxes(0, 1)
+        if add_bias:
+            xp.add(source, self._bias(3), out=target)
+        else:
+            target[...] = source
+
+    # -- the three directions -------------------------------------------------------------------
+    def _forward_direction(self, image, side, add_bias):
+        """side (N, Co, P) = W . col(image (N, Ci, *S)) (+ bias)."""
+        xp = self.xp
+        weight = self._grouped_weight()
+        if self.is_1x1:
+            out = side.reshape(self.num, self.group, self.co // self.group, self.o_count)
+            xp.matmul(weight, image.reshape(out.shape[:2] + (-1, self.o_count)), out=out)
+            if add_bias:
+                side += self._bias(3)
+            return
+        for n0, n in self._chunks(self.chunk):
+            self._multiply_into_side(weight, self._columns(image, n0, n), side, n0, n, add_bias)
+
+    def _data_direction(self, side, image, add_bias):
+        """image (N, Ci, *S) = col2im(W^T . side (N, Co, P)) (+ bias)."""
+        xp = self.xp
+        weight_t = self._grouped_weight().swapaxes(1, 2)
+        if self.is_1x1:
+            out = image.reshape(self.num, self.group, self.ci // self.group, self.o_count)
+            xp.matmul(weight_t, side.reshape(out.shape[:2] + (-1, self.o_count)), out=out)
+            if add_bias:
+                image += self._bias(image.ndim)
+            return
+        for n0, n in self._chunks(self.chunk):
+            matrix = self._side_matrix(side, n0, n)
+            col = self._buffer("col")[:self.kernel_dim * self.group * n * self.o_count]
+            col = col.reshape(self.group, self.kernel_dim, n * self.o_count)
+            xp.matmul(weight_t, matrix, out=col)
+            self._add_columns_to_image(col, image, n0, n, add_bias)
+
+    def _add_weight_gradient(self, image, side):
+        """dW += side (N, Co, P) . col(image (N, Ci, *S))^T, summed over the images."""
+        xp = self.xp
+        dweight = self.blobs[0].write_diff().reshape(self.group, self.co // self.group,
+                                                     self.kernel_dim)
+        product = self._buffer("dw")
+        for n0, n in self._chunks(self.grad_chunk):
+            col = self._columns(image, n0, n)
+            xp.matmul(self._side_matrix(side, n0, n), col.swapaxes(1, 2), out=product)
+            dweight += product
+
+    def _add_bias_gradient(self, top_diff):
+        """db += the sum of the top diff over the num and spatial axes."""
+        db = self.blobs[1].write_diff()
+        db += top_diff.reshape(self.num, self.num_output, -1).sum(axis=(0, 2))
+
+
+@register("Convolution")
+class ConvolutionLayer(_ConvolutionBase):
+    """Convolution (cross-correlation, as Caffe) with groups, pad, stride and dilation, any number
+    of spatial axes d.
+
+        top[n, m, o] = b[m] + sum_{c in group(m), k} W[m, c', k] * x_pad[n, c, o * s + k * dil]
+
+    bottom: (outer..., C, S_1..S_d)      top: (outer..., num_output, O_1..O_d)
+    O_i = floor((S_i + 2 p_i - (dil_i (k_i - 1) + 1)) / s_i) + 1; x_pad is the bottom with p_i
+    zeros on both sides of axis i; group g sees channels [g C/G, (g+1) C/G) and makes outputs
+    [g M/G, (g+1) M/G), c' is the channel index within its group.
+    params: W (num_output, C/group, k_1..k_d), b (num_output,) unless bias_term is false.
+    Several bottoms (of one shape) are convolved with the same weights into as many tops.
+
+    Backward: dW += sum_n top_diff . col(x)^T, db += sum of top_diff over n and o,
+    bottom_diff = col2im(W^T . top_diff).
+    """
+
+    def output_spatial_shape(self, in_shape):
+        return _conv_out_shape(self, in_shape, self.kernel, self.stride, self.pad, self.dilation)
+
+    def forward(self, bottom, top):
+        for b, t in zip(bottom, top):
+            self._forward_direction(self._image(b.read_data()), self._side(t.write_data()),
+                                    self.bias_term)
+
+    def backward(self, top, propagate_down, bottom):
+        for i, (t, b) in enumerate(zip(top, bottom)):
+            top_diff = self._side(t.read_diff())
+            if self.bias_term and self.param_propagate_down[1]:
+                self._add_bias_gradient(top_diff)
+            if self.param_propagate_down[0]:
+                self._add_weight_gradient(self._image(b.read_data()), top_diff)
+            if propagate_down[i]:
+                self._data_direction(top_diff, self._image(b.write_diff()), False)
+
+
+@register("Deconvolution")
+class DeconvolutionLayer(_ConvolutionBase):
+    """Deconvolution: the transpose (adjoint) of Convolution with the same parameters, e.g. for
+    learned upsampling. Each bottom pixel adds its value times the kernel into a window of the top.
+
+        top = col2im(W^T . bottom) + b
+
+    bottom: (outer..., C, S_1..S_d)      top: (outer..., num_output, O_1..O_d)
+    O_i = s_i (S_i - 1) + dil_i (k_i - 1) + 1 - 2 p_i (the pad is cropped off the result).
+    params: W (C, num_output/group, k_1..k_d) -- Caffe's order, input channels first --
+    and b (num_output,) unless bias_term is false.
+
+    Backward: dW += sum_n bottom . col(top_diff)^T, db += sum of top_diff over n and o,
+    bottom_diff = W . col(top_diff) (a Convolution of top_diff).
+    """
+
+    transposed = True
+
+    def output_spatial_shape(self, in_shape):
+        out = tuple(deconv_output_size(*args)
+                    for args in zip(in_shape, self.kernel, self.pad, self.stride, self.dilation))
+        if any(o <= 0 for o in out):
+            raise self.error(f"the output would have spatial shape {out} for input {in_shape}; "
+                             f"the pad is too large for this kernel and stride")
+        return out
+
+    def forward(self, bottom, top):
+        for b, t in zip(bottom, top):
+            self._data_direction(self._side(b.read_data()), self._image(t.write_data()),
+                                 self.bias_term)
+
+    def backward(self, top, propagate_down, bottom):
+        for i, (t, b) in enumerate(zip(top, bottom)):
+            top_diff = self._image(t.read_diff())
+            if self.bias_term and self.param_propagate_down[1]:
+                self._add_bias_gradient(top_diff)
+            if self.param_propagate_down[0]:
+                self._add_weight_gradient(top_diff, self._side(b.read_data()))
+            if propagate_down[i]:
+                self._forward_direction(top_diff, self._side(b.write_diff()), False)
+
+
+@register("Im2col")
+class Im2colLayer(Layer):
+    """Im2col: the columns a Convolution with these convolution_param settings would multiply.
+
+        top[n, c * prod(k) + flat(k), o] = x_pad[n, c, o * s + k * dil]
+
+    bottom: (outer..., C, S_1..S_d), d >= 1      top: (outer..., C prod(k), O_1..O_d)
+    with O as for Convolution (num_output, group and the fillers are not used).
+    Backward: bottom_diff = col2im(top_diff), the sum of every column entry at the place it was
+    read from.
+    """
+
+    exact_num_bottom = 1
+    exact_num_top = 1
+    allows_in_place = False
+
+    def setup(self, bottom, top):
+        p = self.param.convolution_param
+        self.channel_axis, self.num_spatial = spatial_axes(self, bottom[0], p, minimum=1)
+        self.kernel, self.stride, self.pad, self.dilation = conv_geometry(self, p, self.num_spatial)
+        self._pad_buffers = {}
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].shape
+        if len(shape) != self.channel_axis + 1 + self.num_spatial:
+            raise self.error(f"the bottom changed its number of axes to {len(shape)} (shape "
+                             f"{shape}); it was set up with {self.channel_axis + 1 + self.num_spatial}")
+        self.num = bottom[0].count(0, self.channel_axis)
+        self.channels = shape[self.channel_axis]
+        self.in_shape = shape[self.channel_axis + 1:]
+        self.out_shape = _conv_out_shape(self, self.in_shape, self.kernel, self.stride, self.pad,
+                                         self.dilation)
+        kernel_count = int(np.prod(self.kernel, dtype=np.int64))
+        top[0].reshape(shape[:self.channel_axis] + (self.channels * kernel_count,) + self.out_shape)
+        self._padded("in")
+        self._padded("out")
+
+    def _padded(self, name):
+        """The (C, N, *(S + 2p)) image buffer `name` ("in": zero border, for im2col; "out": for
+        col2im), made in reshape (again if the mode changed since); None without pad."""
+        if not any(self.pad):
+            return None
+        shape = (self.channels, self.num) + tuple(s + 2 * q for s, q in zip(self.in_shape, self.pad))
+        buffer = self._pad_buffers.get(name)
+        if buffer is None or buffer.shape != shape or not isinstance(buffer, self.xp.ndarray):
+            buffer = self._pad_buffers[name] = self.xp.zeros(shape, self.dtype)
+        return buffer
+
+    def _top_view(self, array):
+        """The top as (C, k..., N, O...), the layout im2col fills."""
+        view = array.reshape((self.num, self.channels) + self.kernel + self.out_shape)
+        nd = self.num_spatial
+        return view.transpose((1,) + tuple(range(2, 2 + nd)) + (0,) + tuple(range(2 + nd, 2 + 2 * nd)))
+
+    def forward(self, bottom, top):
+        x = bottom[0].read_data().reshape((self.num, self.channels) + self.in_shape).swapaxes(0, 1)
+        padded = self._padded("in")
+        if padded is not None:
+            interior(padded, self.pad)[...] = x
+            x = padded
+        im2col(x, self.kernel, self.stride, self.dilation, self._top_view(top[0].write_data()))
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        col = self._top_view(top[0].read_diff())
+        dx = bottom[0].write_diff().reshape((self.num, self.channels) + self.in_shape).swapaxes(0, 1)
+        padded = self._padded("out")
+        if padded is None:
+            col2im(col, self.kernel, self.stride, self.dilation, dx)
+        else:
+            col2im(col, self.kernel, self.stride, self.dilation, padded)
+            dx[...] = interior(padded, self.pad)
