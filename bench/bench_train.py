@@ -1,0 +1,411 @@
+"""Training-step benchmark: pycaffelite vs PyTorch (CPU) on the same nets, in one run.
+
+For each net (LeNet batch 64, CIFAR10-quick batch 100, CaffeNet batch 16, from models/*_time
+prototxts) and each framework, one full training iteration is timed: clear the gradients,
+forward, backward, SGD update with momentum 0.9 and weight decay 5e-4. After a few warm-up
+iterations the median of several iterations is reported, with the ratio pcl / PyTorch and each
+run's peak RSS. Then the convolution layers of pcl's nets are timed one by one (as `pcl time`
+does) and their achieved GFLOP/s is set against this machine's float32 GEMM rate (numpy matmul,
+i.e. the BLAS sgemm that pcl's convolutions call).
+
+Each (framework, net) pair runs in its own child process of this script (`--worker`), so that
+peak RSS belongs to that pair alone and one framework's thread pools and caches do not disturb
+the other. The PyTorch net is built from the same prototxt (`torch_net`) and uses 2 threads.
+PyTorch is not a dependency of pycaffelite: install it for the benchmark only
+(`pip install torch`); without it the PyTorch columns stay empty.
+
+Usage: python bench/bench_train.py [--nets lenet,cifar10_quick,caffenet] [--iterations N]
+       [--warmup N] [--profile]
+
+Never used for assertions: timings depend on the machine and its load.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+NETS = {  # name: (prototxt, classes, warm-up iterations, timed iterations)
+    "lenet": ("models/lenet/lenet_time.prototxt", 10, 5, 30),
+    "cifar10_quick": ("models/cifar10_quick/cifar10_quick_time.prototxt", 10, 3, 15),
+    "caffenet": ("models/caffenet/caffenet_time.prototxt", 1000, 2, 7),
+}
+LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 0.0005
+TORCH_THREADS = 2
+
+
+# -- helpers shared by both frameworks ------------------------------------------------------------
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb():
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def time_steps(step, warmup, iterations):
+    """Milliseconds of each of `iterations` calls of `step` after `warmup` untimed calls."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def input_arrays(shapes, classes, seed=0):
+    """Gaussian images and uniform integer labels for the net's two Input blobs."""
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal(shapes[0], dtype=np.float32)
+    label = rng.integers(0, classes, size=shapes[1]).astype(np.float32)
+    return data, label
+
+
+def sgemm_gflops(sizes=(1024, 2048), repeats=5):
+    """The best float32 matmul rate numpy reaches on square matrices, in GFLOP/s."""
+    best = 0.0
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        out = np.empty((n, n), dtype=np.float32)
+        np.matmul(a, b, out=out)
+        seconds = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+        best = max(best, 2.0 * n ** 3 / seconds / 1e9)
+    return best
+
+
+def _timed(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def blas_info():
+    try:
+        import threadpoolctl  # noqa: PLC0415 - optional, for the report only
+    except ImportError:
+        return "threadpoolctl not installed (pip install threadpoolctl to see the BLAS kernel)"
+    parts = [f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+             f"threads={i.get('num_threads')}" for i in threadpoolctl.threadpool_info()
+             if i.get("user_api") == "blas"]
+    return "; ".join(parts) or "no BLAS found by threadpoolctl"
+
+
+# -- pycaffelite ------------------------------------------------------------------------------------
+def pcl_worker(net_name, warmup, iterations, profile):
+    from pycaffelite import device, timing  # noqa: PLC0415
+    from pycaffelite.net import Net  # noqa: PLC0415
+
+    model, classes, _, _ = NETS[net_name]
+    device.set_random_seed(1)
+    baseline = current_rss_mb()
+    net = Net(os.path.join(ROOT, model), "TRAIN")
+    data_name, label_name = net.inputs[:2]
+    data, label = input_arrays((net.blobs[data_name].shape, net.blobs[label_name].shape), classes)
+    net.blobs[data_name].data[...] = data
+    net.blobs[label_name].data[...] = label
+    params = net.learnable_params
+    rates = [LR * (m if h else 1.0) for m, h in zip(net.params_lr, net.has_params_lr)]
+    decays = [WEIGHT_DECAY * (m if h else 1.0) for m, h in zip(net.params_weight_decay, net.has_params_decay)]
+    history = [np.zeros(p.shape, dtype=np.float32) for p in params]
+    scratch = [np.empty(p.shape, dtype=np.float32) for p in params]
+
+    def step():
+        net.clear_param_diffs()
+        net.forward_backward()
+        for blob, rate, decay, hist, tmp in zip(params, rates, decays, history, scratch):
+            sgd_momentum_update(blob.data, blob.diff, hist, tmp, rate, decay)
+
+    times = time_steps(step, warmup, iterations)
+    result = timing.time_net(net, max(3, iterations // 3))
+    layers = [dict(name=l.name, type=l.type, forward_ms=l.forward_ms, backward_ms=l.backward_ms)
+              for l in result.layers]
+    convs = conv_flops(net)
+    for layer in layers:
+        layer.update(convs.get(layer["name"], {}))
+    return {"times_ms": times, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline,
+            "batch": data.shape[0], "layers": layers, "blas": blas_info() if profile else None}
+
+
+def sgd_momentum_update(data, diff, history, scratch, rate, decay):
+    """Caffe's SGD step, in place: diff += decay*data; history = m*history + rate*diff; data -= history."""
+    if decay:
+        np.multiply(data, decay, out=scratch)
+        diff += scratch
+    history *= MOMENTUM
+    np.multiply(diff, rate, out=scratch)
+    history += scratch
+    data -= history
+
+
+def conv_flops(net):
+    """Forward and backward FLOPs of each Convolution layer: 2 multiply-adds' worth per weight use;
+    the backward computes the weight gradient and, where the bottom needs it, the data gradient."""
+    flops = {}
+    for name, layer, bottoms, tops, need in zip(net.layer_names, net.layers, net.bottom_vecs,
+                                                net.top_vecs, net.bottom_need_backward):
+        if layer.type != "Convolution":
+            continue
+        weight = layer.blobs[0]
+        per_output = weight.count // weight.shape[0]  # (Ci / group) * prod(kernel)
+        forward = sum(2.0 * top.count * per_output for top in tops)
+        backward = forward * (1 + (1 if any(need) else 0))
+        flops[name] = {"forward_flop": forward, "backward_flop": backward,
+                       "bottom": list(bottoms[0].shape), "top": list(tops[0].shape),
+                       "kernel": list(weight.shape), "group": layer.param.convolution_param.group}
+    return flops
+
+
+# -- PyTorch ----------------------------------------------------------------------------------------
+def torch_net(model_path):
+    """A torch.nn.Module computing the same training loss as the prototxt's TRAIN net.
+
+    Covers the layer types of the benchmark nets: Input, Convolution, Pooling (MAX/AVE, Caffe's
+    ceil rounding), ReLU, LRN (across channels), InnerProduct, Dropout, SoftmaxWithLoss.
+    """
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    from pycaffelite import net_build  # noqa: PLC0415
+    from pycaffelite.io import protoio  # noqa: PLC0415
+    from pycaffelite.proto import caffe_pb2  # noqa: PLC0415
+
+    param = net_build.filter_by_state(protoio.read_net_param(model_path),
+                                      caffe_pb2.NetState(phase=caffe_pb2.TRAIN), model_path)
+    shapes = {}
+    steps = []  # (module or None, layer type, bottoms, tops)
+    modules = nn.ModuleDict()
+    for layer in param.layer:
+        kind = layer.type
+        if kind == "Input":
+            for top, shape in zip(layer.top, layer.input_param.shape):
+                shapes[top] = tuple(shape.dim)
+            steps.append((None, kind, [], list(layer.top)))
+            continue
+        in_shape = shapes[layer.bottom[0]]
+        if kind == "Convolution":
+            p = layer.convolution_param
+            module = nn.Conv2d(in_shape[1], p.num_output, p.kernel_size[0],
+                               stride=p.stride[0] if p.stride else 1, padding=p.pad[0] if p.pad else 0,
+                               groups=p.group)
+        elif kind == "Pooling":
+            p = layer.pooling_param
+            pool = nn.MaxPool2d if p.pool == caffe_pb2.PoolingParameter.MAX else nn.AvgPool2d
+            module = pool(p.kernel_size, stride=p.stride, padding=p.pad, ceil_mode=True)
+        elif kind == "ReLU":
+            module = nn.ReLU(inplace=True)
+        elif kind == "LRN":
+            p = layer.lrn_param
+            module = nn.LocalResponseNorm(p.local_size, alpha=p.alpha, beta=p.beta, k=p.k)
+        elif kind == "InnerProduct":
+            module = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(in_shape[1:])),
+                                                           layer.inner_product_param.num_output))
+        elif kind == "Dropout":
+            module = nn.Dropout(layer.dropout_param.dropout_ratio, inplace=True)
+        elif kind == "SoftmaxWithLoss":
+            module = nn.CrossEntropyLoss()
+        else:
+            raise ValueError(f"torch_net: layer type {kind} is not covered")
+        modules[layer.name] = module
+        with torch.no_grad():
+            probe = [torch.zeros(shapes[b]) for b in layer.bottom]
+            if kind == "SoftmaxWithLoss":
+                probe[1] = probe[1].long()
+            out = module(*probe)
+        shapes[layer.top[0]] = tuple(out.shape)
+        steps.append((layer.name, kind, list(layer.bottom), list(layer.top)))
+
+    class CaffeStyleNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = modules
+            self.input_shapes = {s[3][i]: shapes[s[3][i]] for s in steps if s[1] == "Input"
+                                 for i in range(len(s[3]))}
+
+        def forward(self, **inputs):
+            blobs = dict(inputs)
+            for name, kind, bottoms, tops in steps:
+                if kind == "Input":
+                    continue
+                args = [blobs[b] for b in bottoms]
+                if kind == "SoftmaxWithLoss":
+                    args[1] = args[1].long()
+                blobs[tops[0]] = self.layers[name](*args)
+            return blobs[steps[-1][3][0]]
+
+    return CaffeStyleNet()
+
+
+def torch_worker(net_name, warmup, iterations, profile):
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(TORCH_THREADS)
+    torch.manual_seed(1)
+    model, classes, _, _ = NETS[net_name]
+    baseline = current_rss_mb()
+    net = torch_net(os.path.join(ROOT, model))
+    net.train()
+    names = list(net.input_shapes)
+    data, label = input_arrays([net.input_shapes[n] for n in names[:2]], classes)
+    inputs = {names[0]: torch.from_numpy(data), names[1]: torch.from_numpy(label)}
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+
+    def step():
+        optimizer.zero_grad(set_to_none=False)
+        net(**inputs).backward()
+        optimizer.step()
+
+    times = time_steps(step, warmup, iterations)
+    ops = None
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as torch_profile  # noqa: PLC0415
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                step()
+        ops = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3 / 3, "count": e.count // 3}
+               for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]]
+    return {"times_ms": times, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline,
+            "batch": data.shape[0], "torch": torch.__version__, "threads": torch.get_num_threads(), "ops": ops}
+
+
+# -- the parent: run the workers and print tables ------------------------------------------------------
+def run_worker(framework, net_name, args):
+    command = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--nets", net_name,
+               "--warmup", str(args.warmup if args.warmup is not None else NETS[net_name][2]),
+               "--iterations", str(args.iterations if args.iterations is not None else NETS[net_name][3])]
+    if args.profile:
+        command.append("--profile")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"error": last}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def torch_available():
+    probe = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nets", default=",".join(NETS))
+    parser.add_argument("--iterations", type=int, default=None, help="timed iterations per net")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed iterations first")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print every pcl layer's time and PyTorch's top operators")
+    parser.add_argument("--worker", choices=("pcl", "torch"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    nets = [n for n in args.nets.split(",") if n]
+    unknown = [n for n in nets if n not in NETS]
+    if unknown:
+        parser.error(f"unknown net(s) {unknown}; choose from {list(NETS)}")
+
+    if args.worker:
+        work = pcl_worker if args.worker == "pcl" else torch_worker
+        print(json.dumps(work(nets[0], args.warmup, args.iterations, args.profile)))
+        return
+
+    have_torch = torch_available()
+    print(f"numpy {np.__version__}; BLAS: {blas_info()}")
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
+          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}; cpus={os.cpu_count()}")
+    gemm = sgemm_gflops()
+    print(f"numpy float32 matmul (sgemm): {gemm:.1f} GFLOP/s")
+    results = {}
+    for name in nets:
+        pcl = run_worker("pcl", name, args)
+        torch_result = run_worker("torch", name, args) if have_torch else {"error": "torch not installed"}
+        results[name] = (pcl, torch_result)
+    if have_torch:
+        first = next((t for _, t in results.values() if "torch" in t), None)
+        if first:
+            print(f"PyTorch {first['torch']}, {first['threads']} threads")
+    print()
+    print(step_table(results))
+    print()
+    print(conv_table(results, gemm))
+    if args.profile:
+        for name, (pcl, torch_result) in results.items():
+            print()
+            print(profile_table(name, pcl, torch_result))
+
+
+def _median(result):
+    return statistics.median(result["times_ms"]) if "times_ms" in result else None
+
+
+def _fmt(value, spec):
+    return format(value, spec) if value is not None else "-"
+
+
+def step_table(results):
+    header = (f"{'net':<14} {'batch':>5} {'pcl ms':>9} {'torch ms':>9} {'pcl/torch':>9} "
+              f"{'pcl min':>8} {'torch min':>9} {'pcl RSS MB':>10} {'torch RSS MB':>12}")
+    rows = ["One training iteration (forward, backward, SGD momentum update), median after warm-up",
+            header, "-" * len(header)]
+    for name, (pcl, torch_result) in results.items():
+        p, t = _median(pcl), _median(torch_result)
+        batch = pcl.get("batch", torch_result.get("batch", "?"))
+        rows.append(
+            f"{name:<14} {batch:>5} {_fmt(p, '9.2f')} {_fmt(t, '9.2f')} "
+            f"{_fmt(p / t if p and t else None, '9.2f')} "
+            f"{_fmt(min(pcl['times_ms']) if p else None, '8.2f')} "
+            f"{_fmt(min(torch_result['times_ms']) if t else None, '9.2f')} "
+            f"{_fmt(pcl.get('peak_rss_mb'), '10.0f')} {_fmt(torch_result.get('peak_rss_mb'), '12.0f')}")
+        for framework, result in (("pcl", pcl), ("torch", torch_result)):
+            if "error" in result:
+                rows.append(f"  {framework} failed: {result['error']}")
+    return "\n".join(rows)
+
+
+def conv_table(results, gemm):
+    header = (f"{'net':<14} {'layer':<7} {'bottom -> top':<32} {'g':>2} {'fwd ms':>8} {'GFLOP/s':>8} "
+              f"{'bwd ms':>8} {'GFLOP/s':>8} {'% sgemm':>8}")
+    rows = [f"pcl convolution layers (timed as `pcl time` does) vs sgemm {gemm:.1f} GFLOP/s",
+            header, "-" * len(header)]
+    for name, (pcl, _) in results.items():
+        for layer in pcl.get("layers", []):
+            if "forward_flop" not in layer:
+                continue
+            fwd = layer["forward_flop"] / layer["forward_ms"] / 1e6 if layer["forward_ms"] else 0.0
+            bwd = layer["backward_flop"] / layer["backward_ms"] / 1e6 if layer["backward_ms"] else 0.0
+            both = ((layer["forward_flop"] + layer["backward_flop"])
+                    / (layer["forward_ms"] + layer["backward_ms"]) / 1e6)
+            shapes = f"{'x'.join(map(str, layer['bottom']))} -> {'x'.join(map(str, layer['top']))}"
+            rows.append(f"{name:<14} {layer['name']:<7} {shapes:<32} {layer['group']:>2} "
+                        f"{layer['forward_ms']:>8.2f} {fwd:>8.1f} {layer['backward_ms']:>8.2f} "
+                        f"{bwd:>8.1f} {100 * both / gemm:>7.0f}%")
+    return "\n".join(rows)
+
+
+def profile_table(name, pcl, torch_result):
+    rows = [f"{name}: pcl per layer (ms)"]
+    for layer in pcl.get("layers", []):
+        rows.append(f"  {layer['name']:<10} {layer['type']:<16} fwd {layer['forward_ms']:8.2f}  "
+                    f"bwd {layer['backward_ms']:8.2f}")
+    if torch_result.get("ops"):
+        rows.append(f"{name}: PyTorch top operators by self CPU time (ms per iteration)")
+        for op in torch_result["ops"]:
+            rows.append(f"  {op['op']:<44} {op['self_ms']:8.2f}  x{op['count']}")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()
