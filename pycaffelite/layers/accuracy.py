@@ -32,7 +32,8 @@ class AccuracyLayer(Layer):
             axis = scores.canonical_axis_index(self.param.accuracy_param.axis)
         except PclError as exc:
             raise self.error(f"accuracy_param.axis: {exc}") from None
-        self.outer, self.classes, self.inner = scores.count(0, axis), scores.shape[axis], scores.count(axis + 1)
+        self.outer, self.classes = scores.count(0, axis), scores.shape[axis]
+        self.inner = scores.count(axis + 1)
         if self.outer * self.inner != labels.count:
             raise self.error(
                 f"expected one label per prediction, i.e. {self.outer * self.inner} labels for "
