@@ -52,16 +52,17 @@ class GradientChecker:
     # -- checks ------------------------------------------------------------------------------
     def check_gradient_single(self, layer, bottom, top, check_bottom=-1, top_id=-1, top_data_id=-1,
                               element_wise=False):
-        """Check one objective. `check_bottom` < 0 checks every bottom and the param blobs."""
+        """Check one objective. The param blobs are always checked; `check_bottom` -1 adds every
+        bottom, k >= 0 adds bottom k only, and below -1 no bottom."""
         if element_wise:
             assert not layer.blobs, "element-wise checks are for layers without params"
             assert top_id >= 0 and top_data_id >= 0
-        if check_bottom < 0:
-            checked = list(layer.blobs) + list(bottom)
-            propagate_down = [True] * len(bottom)
-        else:
-            checked = [bottom[check_bottom]]
-            propagate_down = [i == check_bottom for i in range(len(bottom))]
+        checked = list(layer.blobs)
+        if check_bottom == -1:
+            checked += list(bottom)
+        elif check_bottom >= 0:
+            checked.append(bottom[check_bottom])
+        propagate_down = [check_bottom in (-1, i) for i in range(len(bottom))]
         for blob in layer.blobs:
             blob.mutable_cpu_diff()[...] = 0
         self._forward_objective(layer, bottom, top, top_id, top_data_id)

@@ -57,6 +57,14 @@ class Layer:
         """A PclError that names this layer."""
         return PclError(f'layer "{self.name}" ({self.type}): {message}')
 
+    def canonical_axis(self, blob, axis, field="axis"):
+        """`blob.canonical_axis_index(axis)` with an error that names this layer and the field."""
+        n = blob.num_axes
+        if not -n <= axis < n:
+            raise self.error(f"{field} {axis} is out of range for a bottom of shape {blob.shape}; "
+                             f"give an axis in [{-n}, {n - 1}]")
+        return axis + n if axis < 0 else axis
+
     def make_blob(self, shape):
         return Blob(shape, dtype=self.dtype)
 

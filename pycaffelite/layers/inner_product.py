@@ -1,5 +1,4 @@
 """InnerProduct: the fully connected layer."""
-from ..errors import PclError
 from . import register
 from .base import Layer
 
@@ -41,10 +40,7 @@ class InnerProductLayer(Layer):
             self.add_param_blob((self.num_output,), p.bias_filler)
 
     def _axis(self, blob):
-        try:
-            return blob.canonical_axis_index(self.param.inner_product_param.axis)
-        except PclError as exc:
-            raise self.error(f"inner_product_param axis: {exc}; choose an axis of the bottom") from None
+        return self.canonical_axis(blob, self.param.inner_product_param.axis, "inner_product_param.axis")
 
     def reshape(self, bottom, top):
         axis = self._axis(bottom[0])

@@ -2,7 +2,6 @@
 from ..proto import caffe_pb2
 from . import register
 from .base import Layer
-from .structure import canonical_axis
 
 _OP = caffe_pb2.ReductionParameter
 
@@ -28,7 +27,7 @@ class ReductionLayer(Layer):
 
     def reshape(self, bottom, top):
         param = self.param.reduction_param
-        axis = canonical_axis(self, bottom[0], param.axis, "reduction_param.axis")
+        axis = self.canonical_axis(bottom[0], param.axis, "reduction_param.axis")
         top[0].reshape(bottom[0].shape[:axis])
         self.num = bottom[0].count(0, axis)
         self.dim = bottom[0].count(axis)

@@ -6,22 +6,14 @@ product of S, product of the axes after them), bottom[0][o, d, i] meets operand[
 either a learned param blob (one bottom; its shape covers `num_axes` axes from `axis`, -1 = all
 the rest) or bottom[1] (two bottoms).
 """
-from ..errors import PclError
 from ..proto import caffe_pb2
 from . import register
 from .base import Layer
 
 
-def _canonical_axis(layer, blob, axis):
-    try:
-        return blob.canonical_axis_index(axis)
-    except PclError as exc:
-        raise layer.error(f"axis: {exc}; choose an axis of bottom[0]") from None
-
-
 def _param_shape(layer, bottom, axis, num_axes):
     """The shape of a learned operand covering `num_axes` axes of `bottom` from `axis`."""
-    axis = _canonical_axis(layer, bottom, axis)
+    axis = layer.canonical_axis(bottom, axis)
     if num_axes < -1:
         raise layer.error(f"num_axes must be >= 0, or -1 for all axes from `axis` on; found {num_axes}")
     if num_axes >= 0 and axis + num_axes > bottom.num_axes:
@@ -33,7 +25,7 @@ def _param_shape(layer, bottom, axis, num_axes):
 
 def _broadcast_view(layer, bottom, operand_shape, axis, what):
     """(outer, dim, inner) for applying an operand of `operand_shape` to `bottom` from `axis`."""
-    axis = 0 if not operand_shape else _canonical_axis(layer, bottom, axis)
+    axis = 0 if not operand_shape else layer.canonical_axis(bottom, axis)
     end = axis + len(operand_shape)
     if end > bottom.num_axes or bottom.shape[axis:end] != tuple(operand_shape):
         raise layer.error(f"the {what} of shape {tuple(operand_shape)} does not fit bottom[0] "

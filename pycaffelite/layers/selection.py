@@ -3,7 +3,6 @@ import numpy as np
 
 from . import register
 from .base import Layer
-from .structure import canonical_axis
 
 
 @register("Filter")
@@ -152,7 +151,7 @@ class ArgMaxLayer(Layer):
         param = self.param.argmax_param
         shape = bottom[0].shape
         if param.HasField("axis"):
-            self.axis = canonical_axis(self, bottom[0], param.axis, "argmax_param.axis")
+            self.axis = self.canonical_axis(bottom[0], param.axis, "argmax_param.axis")
             if self.top_k > shape[self.axis]:
                 raise self.error(f"top_k {self.top_k} exceeds the size {shape[self.axis]} of axis "
                                  f"{self.axis} of the bottom {shape}")

@@ -1,5 +1,4 @@
 """Softmax along one axis."""
-from ..errors import PclError
 from . import register
 from .base import Layer
 
@@ -20,10 +19,7 @@ class SoftmaxLayer(Layer):
     exact_num_top = 1
 
     def reshape(self, bottom, top):
-        try:
-            axis = bottom[0].canonical_axis_index(self.param.softmax_param.axis)
-        except PclError as exc:
-            raise self.error(f"softmax_param axis: {exc}; choose an axis of the bottom") from None
+        axis = self.canonical_axis(bottom[0], self.param.softmax_param.axis, "softmax_param.axis")
         b = bottom[0]
         self.view = (b.count(0, axis), b.shape[axis], b.count(axis + 1))
         top[0].reshape(b.shape)

@@ -4,18 +4,8 @@ Tile.
 Flatten and Reshape (and Concat/Slice with a single bottom/top) do not copy: their top shares the
 bottom's data and diff memory, as in Caffe.
 """
-from ..errors import PclError
 from . import register
 from .base import Layer
-
-
-def canonical_axis(layer, blob, axis, field):
-    """`blob.canonical_axis_index(axis)`, with an error that names the layer and the parameter."""
-    try:
-        return blob.canonical_axis_index(axis)
-    except PclError:
-        raise layer.error(f"{field} {axis} is out of range for a bottom of shape {blob.shape}; "
-                          f"give an axis in [{-blob.num_axes}, {blob.num_axes - 1}]") from None
 
 
 def proto_shape(blob_shape):
@@ -41,7 +31,7 @@ def legacy_or_axis(layer, bottom, param, legacy_field, what):
             raise layer.error(f"{legacy_field} {dim} is out of range for a bottom of shape "
                               f"{bottom.shape}; give a value below {bottom.num_axes}")
         return dim
-    return canonical_axis(layer, bottom, param.axis, f"{what}_param.axis")
+    return layer.canonical_axis(bottom, param.axis, f"{what}_param.axis")
 
 
 @register("Concat")
@@ -204,8 +194,8 @@ class FlattenLayer(Layer):
     def reshape(self, bottom, top):
         param = self.param.flatten_param
         shape = bottom[0].shape
-        start = canonical_axis(self, bottom[0], param.axis, "flatten_param.axis")
-        end = canonical_axis(self, bottom[0], param.end_axis, "flatten_param.end_axis")
+        start = self.canonical_axis(bottom[0], param.axis, "flatten_param.axis")
+        end = self.canonical_axis(bottom[0], param.end_axis, "flatten_param.end_axis")
         if end < start:
             raise self.error(f"flatten_param.end_axis ({param.end_axis}) comes before axis "
                              f"({param.axis}) for a bottom of shape {shape}; give end_axis >= axis")
@@ -307,7 +297,7 @@ class TileLayer(Layer):
     def reshape(self, bottom, top):
         param = self.param.tile_param
         shape = bottom[0].shape
-        axis = canonical_axis(self, bottom[0], param.axis, "tile_param.axis")
+        axis = self.canonical_axis(bottom[0], param.axis, "tile_param.axis")
         if not param.HasField("tiles") or param.tiles <= 0:
             raise self.error(f"tile_param.tiles must be set to a positive count, found "
                              f"{param.tiles if param.HasField('tiles') else 'none'}")
