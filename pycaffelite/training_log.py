@@ -1,0 +1,157 @@
+"""Training and testing log lines in Caffe's wording, a glog-style prefix, and a progress bar.
+
+Tools written for Caffe logs (tools/extra/parse_log.py and its extract_seconds.py) find
+iterations, losses, learning rates and test outputs with regular expressions on these lines:
+
+    Iteration 100 (12.5 iter/s, 8s/100 iters), loss = 0.30145
+        Train net output #0: loss = 0.30145 (* 1 = 0.30145 loss)
+    Iteration 100, lr = 0.01
+    Iteration 500, Testing net (#0)
+        Test net output #0: accuracy = 0.9723
+
+Numbers print as C++ streams print floats (6 significant digits, `%g`). With `GlogFormatter`
+every line starts like glog's, `I1122 05:18:19.123456 12345 base.py:212] `, which is what
+extract_seconds.py reads the time from.
+"""
+import datetime
+import logging
+import math
+import os
+import sys
+
+import numpy as np
+
+LOGGER_NAME = "pycaffelite"
+f32 = np.float32
+
+
+def fmt(value):
+    """A number as C++'s default ostream formatting prints it (6 significant digits)."""
+    value = float(value)
+    if math.isnan(value):
+        return "nan" if math.copysign(1.0, value) > 0 else "-nan"
+    return f"{value:g}"
+
+
+def train_iteration_line(it, per_s, lapse, display, smoothed_loss):
+    return (f"Iteration {it} ({fmt(per_s)} iter/s, {fmt(lapse)}s/{display} iters), "
+            f"loss = {fmt(smoothed_loss)}")
+
+
+def _outputs(net):
+    """(name, loss weight, blob) for each output blob of `net`, in Caffe's order."""
+    for blob_id in net.output_blob_ids:
+        yield net.blob_names[blob_id], net.blob_loss_weights[blob_id], net.blob_list[blob_id]
+
+
+def output_values(net):
+    """Every element of every output blob, as float32 scalars, flattened in order."""
+    values = []
+    for _, _, blob in _outputs(net):
+        values.extend(f32(v) for v in np.asarray(blob.cpu_data()).ravel())
+    return values
+
+
+def output_lines(kind, net, values=None):
+    """`    Train net output #k: name = v (* w = w*v loss)` lines (kind "Train" or "Test"); the
+    values are the net's current outputs unless given (test means)."""
+    if values is None:
+        values = output_values(net)
+    lines = []
+    index = 0
+    for name, weight, blob in _outputs(net):
+        for _ in range(blob.count):
+            value = values[index]
+            suffix = ""
+            if weight:
+                suffix = f" (* {fmt(f32(weight))} = {fmt(f32(f32(weight) * value))} loss)"
+            lines.append(f"    {kind} net output #{index}: {name} = {fmt(value)}{suffix}")
+            index += 1
+    return lines
+
+
+def first_nonfinite_output(net):
+    """Describe the first output element that is NaN or infinite, or None."""
+    index = 0
+    for name, _, blob in _outputs(net):
+        for value in np.asarray(blob.cpu_data()).ravel():
+            if not math.isfinite(value):
+                return f'train net output #{index} "{name}" = {fmt(value)}'
+            index += 1
+    return None
+
+
+# -- logging set-up ---------------------------------------------------------------------------
+
+class GlogFormatter(logging.Formatter):
+    """`I1122 05:18:19.123456 12345 file.py:123] message`, as glog prefixes Caffe's lines."""
+
+    def format(self, record):
+        stamp = datetime.datetime.fromtimestamp(record.created)
+        prefix = (f"{record.levelname[:1]}{stamp:%m%d %H:%M:%S.%f} {record.process} "
+                  f"{record.filename}:{record.lineno}] ")
+        text = record.getMessage()
+        if record.exc_info:
+            text = f"{text}\n{self.formatException(record.exc_info)}"
+        return prefix + text
+
+
+class _ProgressAwareHandler(logging.StreamHandler):
+    """Writes log lines above an active progress bar instead of through it."""
+
+    bar = None
+
+    def emit(self, record):
+        if self.bar is None:
+            super().emit(record)
+            return
+        try:
+            self.bar.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+_handler = None
+
+
+def configure_logging(stream=None, level=logging.INFO):
+    """Send the "pycaffelite" logger's INFO lines to `stream` (stderr) with the glog prefix."""
+    global _handler
+    logger = logging.getLogger(LOGGER_NAME)
+    if _handler is not None:
+        logger.removeHandler(_handler)
+    _handler = _ProgressAwareHandler(stream if stream is not None else sys.stderr)
+    _handler.setFormatter(GlogFormatter())
+    logger.addHandler(_handler)
+    logger.setLevel(level)
+    return _handler
+
+
+def progress_wanted(enabled, stream=None):
+    """A bar only when asked for and the stream is a terminal."""
+    stream = stream if stream is not None else sys.stderr
+    return enabled and hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+class ProgressBar:
+    """A tqdm bar over a solver's iterations (rate, ETA, smoothed loss), fed by its callbacks."""
+
+    def __init__(self, solver, stream=None):
+        from tqdm import tqdm  # noqa: PLC0415 - only needed on a terminal
+
+        self.solver = solver
+        self.bar = tqdm(total=solver.param.max_iter, initial=solver.iter, unit="iter",
+                        file=stream if stream is not None else sys.stderr, dynamic_ncols=True,
+                        leave=False)
+        solver.add_callback(on_end=self._advance)
+        if _handler is not None:
+            _handler.bar = tqdm
+
+    def _advance(self):
+        self.bar.update(self.solver.iter - self.bar.n)
+        self.bar.set_postfix(loss=fmt(self.solver.smoothed_loss), refresh=False)
+
+    def close(self):
+        self.bar.close()
+        if _handler is not None:
+            _handler.bar = None
