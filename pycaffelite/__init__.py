@@ -13,3 +13,4 @@ from .net_spec import NetSpec, layers, params
 
 __all__ = ["Blob", "Layer", "Net", "NetSpec", "NotSupportedError", "PclError", "TEST", "TRAIN", "set_device",
            "set_mode_cpu", "set_mode_gpu", "set_random_seed", "layers", "params"]
+from .solvers import AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver, SGDSolver, get_solver  # noqa: E402,F401
