@@ -1,5 +1,4 @@
 """Accuracy: the share of locations whose label is among the top_k scores."""
-from ..errors import PclError
 from . import register
 from .base import Layer
 from .losses import read_labels
@@ -28,10 +27,7 @@ class AccuracyLayer(Layer):
 
     def reshape(self, bottom, top):
         scores, labels = bottom
-        try:
-            axis = scores.canonical_axis_index(self.param.accuracy_param.axis)
-        except PclError as exc:
-            raise self.error(f"accuracy_param.axis: {exc}") from None
+        axis = self.canonical_axis(scores, self.param.accuracy_param.axis, "accuracy_param.axis")
         self.outer, self.classes = scores.count(0, axis), scores.shape[axis]
         self.inner = scores.count(axis + 1)
         if self.outer * self.inner != labels.count:

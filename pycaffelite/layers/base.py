@@ -116,16 +116,18 @@ class Layer:
                 raise self.error(f"takes at most {high} {what} blob(s), found {n}")
 
     def set_loss_weights(self, top):
-        given = list(self.param.loss_weight)
-        if given and len(given) != len(top):
-            raise self.error(f"has {len(given)} loss_weight values but {len(top)} tops; give one per top")
-        if not given and self.auto_loss_weights:
-            # Caffe's loss layers write their default weight into their LayerParameter, so it
-            # is saved with the model.
+        """One weight per top: the given `loss_weight` values, or none (all 0) for ordinary
+        layers. Loss layers without any write their default (1 on top 0) into their own
+        LayerParameter, as Caffe does, so it is saved with the model; like Caffe, a loss layer
+        with more tops then needs the weights spelled out."""
+        if not len(self.param.loss_weight) and self.auto_loss_weights:
             self.param.loss_weight.extend(self.auto_loss_weights)
-        weights = given or list(self.auto_loss_weights)
-        self.loss_weights = [float(w) for w in weights] + [0.0] * (len(top) - len(weights))
-        self.loss_weights = self.loss_weights[:len(top)]
+        given = [float(w) for w in self.param.loss_weight]
+        if given and len(given) != len(top):
+            raise self.error(f"has {len(given)} loss_weight value(s) but {len(top)} tops; give one "
+                             f"per top (e.g. loss_weight: 1 loss_weight: 0 for a loss with a second "
+                             f"top)")
+        self.loss_weights = given or [0.0] * len(top)
         for blob, weight in zip(top, self.loss_weights):
             if weight != 0:
                 blob.write_diff()[...] = weight

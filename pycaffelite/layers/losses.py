@@ -112,10 +112,7 @@ class _SoftmaxLoss(LossLayer):
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
         x = bottom[0]
-        try:
-            axis = x.canonical_axis_index(self.class_axis())
-        except PclError as exc:
-            raise self.error(f"class axis: {exc}") from None
+        axis = self.canonical_axis(x, self.class_axis(), "the class axis")
         self.outer, self.classes, self.inner = x.count(0, axis), x.shape[axis], x.count(axis + 1)
         if self.outer * self.inner != bottom[1].count:
             raise self.error(

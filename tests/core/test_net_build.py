@@ -147,3 +147,16 @@ def test_unknown_layer_type_suggests_spelling():
            'layer { name: "r" type: "relu" bottom: "x" top: "x" }'
     with pytest.raises(pcl.PclError, match='layer "r": unknown layer type "relu"; did you mean "ReLU"'):
         pcl.Net(net_param(text), pcl.TRAIN)
+
+
+def test_loss_layer_with_two_tops_needs_explicit_loss_weights():
+    text = """
+    layer { name: "in" type: "Input" top: "x" top: "y"
+            input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }
+    layer { name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "y" top: "l" top: "p" }
+    """
+    with pytest.raises(pcl.PclError, match='"loss".*1 loss_weight value.*2 tops.*loss_weight: 1 loss_weight: 0'):
+        pcl.Net(net_param(text), pcl.TRAIN)
+    fixed = text.replace('top: "p" }', 'top: "p" loss_weight: 1 loss_weight: 0 }')
+    net = pcl.Net(net_param(fixed), pcl.TRAIN)
+    assert net.blob_loss_weights[net.blob_names.index("l")] == 1.0
