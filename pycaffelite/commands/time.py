@@ -19,6 +19,7 @@ from ..proto import caffe_pb2
 
 # Layer parameters that name a file or folder the layer reads its data from.
 _DATA_SOURCE_FIELDS = ("data_param", "image_data_param", "hdf5_data_param", "window_data_param")
+_DATA_LAYER_TYPES = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData"}
 
 
 def _stages(values):
@@ -38,6 +39,23 @@ def _gpu_ids(text):
     return ids
 
 
+def _input_variants(model):
+    """Other nets in the model's folder that take Input layers instead of data layers."""
+    folder = os.path.dirname(os.path.abspath(model))
+    found = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not name.endswith(".prototxt") or os.path.samefile(path, model):
+            continue
+        try:
+            types = {layer.type for layer in protoio.read_net_param(path).layer}
+        except PclError:
+            continue  # a solver or an unreadable file
+        if "Input" in types and not types & _DATA_LAYER_TYPES:
+            found.append(os.path.join(os.path.dirname(model), name))
+    return found
+
+
 def check_data_sources(model, state):
     """A PclError naming the first data source (or mean file) of the net that does not exist."""
     net_param = net_build.filter_by_state(protoio.read_net_param(model), state, model)
@@ -50,11 +68,13 @@ def check_data_sources(model, state):
             paths.append(("mean_file", layer.transform_param.mean_file))
         for what, path in paths:
             if not os.path.exists(path):
+                variants = _input_variants(model)
+                example = f" ({', '.join(variants)})" if variants else ""
                 raise PclError(
                     f'{model}: layer "{layer.name}" ({layer.type}) reads its data from {what} '
-                    f'"{path}", which does not exist; create that data first (see the model\'s '
-                    f"README), or time the net's deploy variant, whose Input layers need no data "
-                    f"(e.g. models/cifar10_quick/cifar10_quick.prototxt)")
+                    f'"{path}", which does not exist (paths are relative to the folder pcl runs '
+                    f"in); create that data first, or time a variant of the net whose Input layers "
+                    f"need no data{example}")
 
 
 @click.command("time")
