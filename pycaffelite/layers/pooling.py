@@ -5,8 +5,8 @@ Window geometry (per spatial axis, size H, kernel k, stride s, pad p):
     out = ceil((H + 2p - k) / s) + 1        (floor with round_mode: FLOOR)
     out -= 1  if p > 0 and (out - 1) * s >= H + p     (no window may start in the far padding)
 
-window o covers rows [o*s - p, o*s - p + k) clipped to the image. Every pooling method runs as one
-vectorised step per kernel offset (i, j) over the whole (N, C, out_h, out_w) grid: the offset's
+window o covers rows [o*s - p, o*s - p + k) clipped to the image. The pooling runs as a few
+vectorised steps per kernel offset (i, j) over the whole (N, C, out_h, out_w) grid: the offset's
 elements of all windows form one strided slice of the (padded) input.
 """
 import numpy as np
@@ -122,11 +122,13 @@ class Pooler:
         ph, pw = self.pad
         return padded[..., ph:ph + self.height, pw:pw + self.width]
 
-    def allocate(self, xp, nc, train=False):
-        """Make the work arrays for a batch of `nc` = (N, C) now (reshape time)."""
+    def allocate(self, xp, nc, accumulate=False):
+        """Make the work arrays for a batch of `nc` = (N, C) now (reshape time); `accumulate`:
+        backward will add to its output."""
         if not self.direct:
             self._input_buffer(xp, nc)
-        self._get(xp, "diff", nc + self.buffer_hw)
+        if accumulate or not self.direct:
+            self._get(xp, "diff", nc + self.buffer_hw)
         self._grid(xp, "share", nc)
         if self.method == AVE:
             self._rows(xp, nc)
@@ -262,7 +264,8 @@ class Pooler:
         elif self.method == MAX or train:
             arg = self._grid(xp, "arg", nc, np.int32)
             chosen = self._grid(xp, "flag", nc, np.bool_)
-            for k, sl in enumerate(self.slices):
+            # last offset first: each element then sums its windows in Caffe's (window) order
+            for k, sl in reversed(list(enumerate(self.slices))):
                 xp.equal(arg, k, out=chosen)
                 xp.multiply(top_diff, chosen, out=share)
                 diff[sl] += share
@@ -270,11 +273,11 @@ class Pooler:
             src = self._padded_input(xp, x)
             scale = self._grid(xp, "temp", nc)
             xp.divide(top_diff, self._grid(xp, "sum", nc), out=scale)
-            for _, window in self._windows(xp, src, nc):
+            for k, window in self._windows(xp, src, nc):
                 xp.multiply(window, 2, out=share)
                 share -= top_data
                 share *= scale
-                diff[self.slices[_]] += share
+                diff[self.slices[k]] += share
         if direct:
             return
         if accumulate:
@@ -372,7 +375,7 @@ class PoolingLayer(Layer):
                                  f"fit the input of height x width {image_hw}; use a smaller kernel "
                                  f"or a larger input")
             self.pooler = pooler
-        pooler.allocate(self.xp, shape[:2], train=self.phase == caffe_pb2.TRAIN)
+        pooler.allocate(self.xp, shape[:2])
         for blob in top:
             blob.reshape(shape[:2] + pooler.out_hw)
 
@@ -449,7 +452,7 @@ class SPPLayer(Layer):
             self.levels = self._make_levels(shape[2:])
             self.image_hw = shape[2:]
         for pooler in self.levels:
-            pooler.allocate(self.xp, shape[:2], train=True)
+            pooler.allocate(self.xp, shape[:2], accumulate=True)
         if self.pyramid_height == 1:
             top[0].reshape(shape[:2] + self.levels[0].out_hw)
         else:
