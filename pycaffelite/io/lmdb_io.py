@@ -4,6 +4,7 @@ Caffe's Data layer visits records in LMDB order (keys sorted bytewise) and start
 last one. Databases are created in a temporary folder beside the target and renamed into place
 only when complete, so an interrupted conversion never leaves a half-written database.
 """
+import logging
 import os
 import secrets
 import shutil
@@ -13,6 +14,8 @@ import lmdb
 
 from ..errors import PclError
 
+log = logging.getLogger(__name__)
+_RECIPE_COMMANDS = ("convert_mnist", "convert_imageset")
 _INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; doubled whenever a transaction does not fit
 
 
@@ -32,10 +35,42 @@ _open_envs = {}
 _open_envs_lock = threading.Lock()
 
 
+def create_from_recipe(path):
+    """Make the missing database `path` by its recipe `<path>.recipe`, if there is one.
+
+    A recipe is a text file holding one `pcl` data-conversion command without its output argument,
+    e.g. `convert_mnist train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz`; arguments that are
+    not flags are paths relative to the recipe's folder. Lines starting with # are comments. This
+    lets a model's data be made on first use, so `pcl train` works on a fresh clone.
+    """
+    recipe = f"{os.path.normpath(path)}.recipe"
+    if os.path.exists(path) or not os.path.isfile(recipe):
+        return False
+    with open(recipe, encoding="utf-8") as handle:
+        words = [w for line in handle if not line.lstrip().startswith("#") for w in line.split()]
+    if not words or words[0] not in _RECIPE_COMMANDS:
+        raise PclError(f"{recipe}: a recipe must be one of the commands {', '.join(_RECIPE_COMMANDS)} "
+                       "with its input arguments")
+    folder = os.path.dirname(os.path.abspath(recipe))
+    args = [w if w.startswith("-") else os.path.join(folder, w) for w in words[1:]]
+    log.warning("%s does not exist yet; making it with: pcl %s %s %s", path, words[0],
+                " ".join(words[1:]), os.path.basename(os.path.normpath(path)))
+    from ..cli import caffe_style_args, pcl  # noqa: PLC0415 - the commands import this module
+
+    try:
+        pcl.main(args=caffe_style_args([words[0], *args, os.fspath(path)]), standalone_mode=False)
+    except PclError:
+        if not os.path.exists(path):  # another process may have made it at the same time
+            raise
+    return True
+
+
 def open_readonly(path):
     """Open an LMDB environment for reading (shared within the process; give it back with
-    `close_readonly`); a PclError naming the path if that is impossible."""
+    `close_readonly`); a PclError naming the path if that is impossible. A missing database with a
+    recipe (see `create_from_recipe`) is made first."""
     path = os.fspath(path)
+    create_from_recipe(path)
     problem = _describe_missing(path)
     if problem:
         raise PclError(problem)
@@ -185,8 +220,13 @@ class AtomicWriter:
                 self.env.sync(True)
         finally:
             self.env.close()
-            if exc_type is None:
-                os.rename(self.temp, self.path)
-            else:
+            if exc_type is not None:
                 shutil.rmtree(self.temp, ignore_errors=True)
+        if exc_type is None:
+            try:
+                os.rename(self.temp, self.path)
+            except OSError as error:
+                shutil.rmtree(self.temp, ignore_errors=True)
+                raise PclError(f'cannot create "{self.path}" ({error.strerror}); did another program '
+                               "create it meanwhile?") from None
         return False

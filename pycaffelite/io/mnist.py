@@ -30,15 +30,15 @@ def read_idx(path, magic):
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise PclError(f'"{path}" is a damaged gzip file ({exc})') from None
-    dims = 3 if magic == IMAGES_MAGIC else 1
-    header = 4 * (1 + dims)
+    found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if found != magic:
+        kind = "images" if magic == IMAGES_MAGIC else "labels"
+        raise PclError(f'"{path}" is not an MNIST {kind} file (magic number {found}, expected '
+                       f"{magic}); check the order of the arguments")
+    header = 4 * (2 if magic == LABELS_MAGIC else 4)
     if len(raw) < header:
         raise PclError(f'"{path}" is too short to be an MNIST IDX file')
     values = np.frombuffer(raw[:header], dtype=">u4")
-    if values[0] != magic:
-        kind = "images" if magic == IMAGES_MAGIC else "labels"
-        raise PclError(f'"{path}" is not an MNIST {kind} file (magic number {values[0]}, expected '
-                       f"{magic}); check the order of the arguments")
     shape = tuple(int(v) for v in values[1:])
     payload = np.frombuffer(raw, dtype=np.uint8, offset=header)
     if payload.size < int(np.prod(shape)):
