@@ -3,22 +3,18 @@ import os
 import shutil
 from pathlib import Path
 
-import lmdb
 import pytest
 
 from pycaffelite.cli import main
 from pycaffelite.commands import convert_imageset as tool
+from pycaffelite.io import lmdb_io
 from pycaffelite.io.datum import datum_to_array, parse_datum
 
 FILES = Path(__file__).resolve().parent.parent / "data" / "files"
 
 
 def records(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        items = list(txn.cursor())
-    env.close()
-    return items
+    return list(lmdb_io.iterate(path))
 
 
 def run(capsys, *args):

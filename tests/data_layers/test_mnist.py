@@ -3,12 +3,12 @@ import gzip
 import struct
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import pytest
 
 from pycaffelite.cli import main
 from pycaffelite.errors import PclError
+from pycaffelite.io import lmdb_io
 from pycaffelite.io.mnist import convert_mnist
 
 FILES = Path(__file__).resolve().parent.parent / "data" / "files"
@@ -30,11 +30,7 @@ def idx_files(folder, compress, count=100, label_count=None):
 
 
 def records(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        items = list(txn.cursor())
-    env.close()
-    return items
+    return list(lmdb_io.iterate(path))
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -65,3 +61,28 @@ def test_errors(tmp_path):
     with pytest.raises(PclError, match="cannot read"):
         convert_mnist(tmp_path / "none", labels, tmp_path / "db")
     assert not (tmp_path / "db").exists()
+
+
+def test_missing_database_is_made_from_its_recipe(tmp_path, monkeypatch):
+    from layer_testing import empty_tops, make_layer
+
+    idx_files(tmp_path, True, count=10)
+    (tmp_path / "digits_lmdb.recipe").write_text("# made on first use\nconvert_mnist images.gz labels.gz\n")
+    monkeypatch.chdir(tmp_path.parent)
+    source = f"{tmp_path.name}/digits_lmdb"
+    layer = make_layer(f'type: "Data" top: "data" top: "label" data_param {{ source: "{source}" '
+                       "batch_size: 10 backend: LMDB }", dtype=np.float32)
+    top = empty_tops(2, np.float32)
+    layer.initialize([], top)
+    layer.forward([], top)
+    expected = np.load(FILES / "mnist_lmdb" / "expected.npz")
+    np.testing.assert_array_equal(top[0].data, expected["images"][:10])
+    assert (tmp_path / "digits_lmdb" / "data.mdb").exists()
+
+
+def test_bad_recipe(tmp_path):
+    from pycaffelite.io.lmdb_io import create_from_recipe
+
+    (tmp_path / "x_lmdb.recipe").write_text("rm -rf /\n")
+    with pytest.raises(PclError, match="a recipe must be one of the commands"):
+        create_from_recipe(tmp_path / "x_lmdb")
