@@ -1,6 +1,4 @@
 """LRN: local response normalisation, across channels or within each channel (Caffe's LRN)."""
-import numpy as np
-
 from ..proto import caffe_pb2
 from . import register
 from .base import Layer

@@ -19,7 +19,6 @@ from .base import Layer
 MAX = caffe_pb2.PoolingParameter.MAX
 AVE = caffe_pb2.PoolingParameter.AVE
 STOCHASTIC = caffe_pb2.PoolingParameter.STOCHASTIC
-METHOD_NAMES = {MAX: "MAX", AVE: "AVE", STOCHASTIC: "STOCHASTIC"}
 
 FLT_MAX = float(np.finfo(np.float32).max)
 FLT_MIN = float(np.finfo(np.float32).tiny)
