@@ -16,7 +16,7 @@ def parse_datum(value, where="record"):
     """A Datum from serialized bytes; `where` names the record in the error message."""
     datum = caffe_pb2.Datum()
     try:
-        datum.ParseFromString(value)
+        datum.ParseFromString(value)  # bytes or a memoryview
     except Exception:  # protobuf's DecodeError and friends
         raise PclError(f"{where} is not a Caffe Datum record (it does not parse); the database "
                        "must be written by convert_imageset or a compatible tool") from None
@@ -38,11 +38,12 @@ def datum_to_array(datum, color=None, where="record"):
     count = shape[0] * shape[1] * shape[2]
     if min(shape) <= 0:
         raise PclError(f"{where} has channels/height/width {shape}; all three must be positive")
-    if datum.data:
-        if len(datum.data) != count:
-            raise PclError(f"{where} has {len(datum.data)} data bytes but channels x height x width "
+    data = datum.data
+    if data:
+        if len(data) != count:
+            raise PclError(f"{where} has {len(data)} data bytes but channels x height x width "
                            f"= {count}")
-        return np.frombuffer(datum.data, dtype=np.uint8).reshape(shape)
+        return np.frombuffer(data, dtype=np.uint8).reshape(shape)
     if len(datum.float_data) != count:
         raise PclError(f"{where} has {len(datum.float_data)} float_data values but channels x "
                        f"height x width = {count}")

@@ -118,15 +118,17 @@ class RecordReader:
         self._cursor = None
 
     def _start(self):
-        self._txn = self.env.begin(buffers=False)
+        # Values are memoryviews into the map (no copy), valid while this read transaction lives.
+        self._txn = self.env.begin(buffers=True)
         self._cursor = self._txn.cursor()
         self._cursor.first()
 
     def peek(self):
-        """The current (key, value), without moving on."""
+        """The current (key as bytes, value as a memoryview), without moving on."""
         if self._cursor is None:
             self._start()
-        return self._cursor.item()
+        key, value = self._cursor.item()
+        return bytes(key), value
 
     def next(self):
         """The current (key, value) and a step forward, wrapping around at the end."""
