@@ -2,7 +2,8 @@
 
 For each net (LeNet batch 64, CIFAR10-quick batch 100, CaffeNet batch 16, from models/*_time
 prototxts) and each framework, one full training iteration is timed: clear the gradients,
-forward, backward, SGD update with momentum 0.9 and weight decay 5e-4. After a few warm-up
+forward, backward, SGD update with momentum 0.9 and weight decay 5e-4 (pcl: `SGDSolver.step(1)`;
+PyTorch: `torch.optim.SGD`). After a few warm-up
 iterations the median of several iterations is reported, with the ratio pcl / PyTorch and each
 run's peak RSS. Then the convolution layers of pcl's nets are timed one by one (as `pcl time`
 does) and their achieved GFLOP/s is set against this machine's float32 GEMM rate (numpy matmul,
@@ -109,29 +110,23 @@ def blas_info():
 # -- pycaffelite ------------------------------------------------------------------------------------
 def pcl_worker(net_name, warmup, iterations, profile):
     from pycaffelite import device, timing  # noqa: PLC0415
-    from pycaffelite.net import Net  # noqa: PLC0415
+    from pycaffelite.proto import caffe_pb2  # noqa: PLC0415
+    from pycaffelite.solvers import SGDSolver  # noqa: PLC0415
 
     model, classes, _, _ = NETS[net_name]
     device.set_random_seed(1)
     baseline = current_rss_mb()
-    net = Net(os.path.join(ROOT, model), "TRAIN")
+    solver = SGDSolver(caffe_pb2.SolverParameter(
+        net=os.path.join(ROOT, model), type="SGD", base_lr=LR, momentum=MOMENTUM,
+        weight_decay=WEIGHT_DECAY, lr_policy="fixed", max_iter=10 ** 9, display=0,
+        solver_mode=caffe_pb2.SolverParameter.CPU))
+    net = solver.net
     data_name, label_name = net.inputs[:2]
     data, label = input_arrays((net.blobs[data_name].shape, net.blobs[label_name].shape), classes)
     net.blobs[data_name].data[...] = data
     net.blobs[label_name].data[...] = label
-    params = net.learnable_params
-    rates = [LR * (m if h else 1.0) for m, h in zip(net.params_lr, net.has_params_lr)]
-    decays = [WEIGHT_DECAY * (m if h else 1.0) for m, h in zip(net.params_weight_decay, net.has_params_decay)]
-    history = [np.zeros(p.shape, dtype=np.float32) for p in params]
-    scratch = [np.empty(p.shape, dtype=np.float32) for p in params]
 
-    def step():
-        net.clear_param_diffs()
-        net.forward_backward()
-        for blob, rate, decay, hist, tmp in zip(params, rates, decays, history, scratch):
-            sgd_momentum_update(blob.data, blob.diff, hist, tmp, rate, decay)
-
-    times = time_steps(step, warmup, iterations)
+    times = time_steps(lambda: solver.step(1), warmup, iterations)
     result = timing.time_net(net, max(3, iterations // 3))
     layers = [dict(name=l.name, type=l.type, forward_ms=l.forward_ms, backward_ms=l.backward_ms)
               for l in result.layers]
@@ -140,17 +135,6 @@ def pcl_worker(net_name, warmup, iterations, profile):
         layer.update(convs.get(layer["name"], {}))
     return {"times_ms": times, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline,
             "batch": data.shape[0], "layers": layers, "blas": blas_info() if profile else None}
-
-
-def sgd_momentum_update(data, diff, history, scratch, rate, decay):
-    """Caffe's SGD step, in place: diff += decay*data; history = m*history + rate*diff; data -= history."""
-    if decay:
-        np.multiply(data, decay, out=scratch)
-        diff += scratch
-    history *= MOMENTUM
-    np.multiply(diff, rate, out=scratch)
-    history += scratch
-    data -= history
 
 
 def conv_flops(net):
@@ -325,7 +309,8 @@ def main(argv=None):
     have_torch = torch_available()
     print(f"numpy {np.__version__}; BLAS: {blas_info()}")
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
-          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}; cpus={os.cpu_count()}")
+          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}; cpus={os.cpu_count()}; "
+          f"load average {os.getloadavg()[0]:.2f} (other work on the machine skews every figure)")
     gemm = sgemm_gflops()
     print(f"numpy float32 matmul (sgemm): {gemm:.1f} GFLOP/s")
     results = {}
