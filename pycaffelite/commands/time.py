@@ -56,6 +56,11 @@ def _input_variants(model):
     return found
 
 
+def _available(path):
+    """Whether a data path exists or will be made on first read from its `<path>.recipe`."""
+    return os.path.exists(path) or os.path.isfile(f"{os.path.normpath(path)}.recipe")
+
+
 def check_data_sources(model, state):
     """A PclError naming the first data source (or mean file) of the net that does not exist."""
     net_param = net_build.filter_by_state(protoio.read_net_param(model), state, model)
@@ -67,7 +72,7 @@ def check_data_sources(model, state):
         if layer.transform_param.mean_file:
             paths.append(("mean_file", layer.transform_param.mean_file))
         for what, path in paths:
-            if not os.path.exists(path):
+            if not _available(path):
                 variants = _input_variants(model)
                 example = f" ({', '.join(variants)})" if variants else ""
                 raise PclError(

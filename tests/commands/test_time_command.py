@@ -215,6 +215,15 @@ def test_missing_mean_file_is_named(tmp_path):
         check_data_sources(str(net), caffe_pb2.NetState(phase=caffe_pb2.TRAIN))
 
 
+def test_a_source_with_a_recipe_counts_as_present(tmp_path):
+    """Databases that are made from `<path>.recipe` on first read (e.g. MNIST) are not missing."""
+    (tmp_path / "digits_lmdb.recipe").write_text("# made on first read\n")
+    net = tmp_path / "with_recipe.prototxt"
+    net.write_text(f'name: "n" layer {{ name: "d" type: "Data" top: "data" top: "label" '
+                   f'data_param {{ source: "{tmp_path / "digits_lmdb"}" batch_size: 4 backend: LMDB }} }}')
+    check_data_sources(str(net), caffe_pb2.NetState(phase=caffe_pb2.TRAIN))
+
+
 def test_bad_gpu_flag_is_a_clear_error_and_leaves_cpu_mode(capsys, small_net):
     code, _, err = run_pcl(capsys, "--model", small_net, "--gpu", "first")
     assert code == 1 and "--gpu expects device ids" in err
