@@ -162,28 +162,42 @@ class _ConvolutionBase(Layer):
         col_per_image = self.kernel_dim * self.group * self.o_count
         self.chunk = max(1, min(self.num, COLUMN_BUDGET // max(col_per_image, 1)))
         self.grad_chunk = max(self.chunk, min(self.num, -(-MIN_WEIGHT_GRAD_COLUMNS // self.o_count)))
+        # Memory order of a chunk's images in the padded, column and side buffers. Innermost, a
+        # kernel offset's window moves in runs of (last spatial axis x n) contiguous values, which
+        # makes im2col/col2im several times faster, but the side and the image then need
+        # transposing copies to and from the blobs. So: innermost where every stride is 1 (else
+        # the runs are single values) and the column has at least 3x the side's rows (measured
+        # break-even of the faster im2col/col2im against the transposes); else outermost.
+        self.images_inner = (all(s == 1 for s in self.stride)
+                             and self.kernel_dim * self.group >= 3 * self.co)
         self._allocate_buffers()
 
     # -- buffers -------------------------------------------------------------------------------
     def _allocate_buffers(self):
         """Column, column-side and padded-image buffers for the largest chunk, in the current
-        array module; kept when a reshape (or a mode switch back) needs the same ones."""
+        array module; kept when a reshape (or a mode switch back) needs the same ones. The
+        buffers are flat: a chunk of n images uses a contiguous prefix shaped for n."""
         xp = self.xp
         chunk = max(self.chunk, self.grad_chunk)
-        padded = (self.ci, chunk) + tuple(s + 2 * q for s, q in zip(self.s_shape, self.pad))
+        self.padded_shape = tuple(s + 2 * q for s, q in zip(self.s_shape, self.pad))
+        padded_size = self.ci * int(np.prod(self.padded_shape, dtype=np.int64)) * chunk
         col_size = self.kernel_dim * self.group * chunk * self.o_count
-        key = (xp, col_size, self.co * chunk * self.o_count, padded, self.co, self.kernel_dim)
+        side_size = self.co * chunk * self.o_count
+        key = (xp, col_size, side_size, padded_size, self.co, self.kernel_dim)
         if self._buffers is not None and self._buffers["key"] == key:
             return
+        # Images outermost and no pad: im2col reads the blob itself, col2im writes it.
+        use_padded = self.images_inner or any(self.pad)
         self._buffers = {
             "key": key,
             "xp": xp,
             "col": xp.empty(col_size, self.dtype),
-            "side": xp.empty(self.co * chunk * self.o_count, self.dtype),
-            "pad_in": xp.zeros(padded, self.dtype) if any(self.pad) else None,
-            "pad_out": xp.empty(padded, self.dtype) if any(self.pad) else None,
+            "side": xp.empty(side_size, self.dtype),
+            "pad_in": xp.empty(padded_size, self.dtype) if use_padded else None,
+            "pad_out": xp.empty(padded_size, self.dtype) if use_padded else None,
             "dw": xp.empty((self.group, self.co // self.group, self.kernel_dim), self.dtype),
         }
+        self._zero_border_images = None  # the n whose layout pad_in's zero border is laid out for
 
     def _buffer(self, name):
         if self._buffers["xp"] is not self.xp:
@@ -201,73 +215,109 @@ class _ConvolutionBase(Layer):
         return self.blobs[0].read_data().reshape(self.group, self.co // self.group, self.kernel_dim)
 
     def _bias(self, ndim):
-        """The bias shaped to broadcast over the channel axis of an (n, C, ...) chunk of ndim axes."""
-        return self.blobs[1].read_data().reshape((-1,) + (1,) * (ndim - 2))
+        """The bias shaped to broadcast over axis 0 of a channels-first array of ndim axes."""
+        return self.blobs[1].read_data().reshape((-1,) + (1,) * (ndim - 1))
 
     def _chunks(self, size):
         for n0 in range(0, self.num, size):
             yield n0, min(size, self.num - n0)
 
+    def _padded(self, name, n):
+        """Padded buffer `name` for n images as a logical (Ci, *Sp, n) view, or None. pad_in keeps
+        a zero border: it is cleared whenever n (and with it the layout) changes."""
+        flat = self._buffer(name)
+        if flat is None:
+            return None
+        shape = (self.ci,) + self.padded_shape + (n,) if self.images_inner \
+            else (self.ci, n) + self.padded_shape
+        physical = flat[:int(np.prod(shape, dtype=np.int64))].reshape(shape)
+        if name == "pad_in" and self._zero_border_images != n:
+            physical[...] = 0
+            self._zero_border_images = n
+        return physical if self.images_inner else self.xp.moveaxis(physical, 1, -1)
+
+    def _column_buffer(self, n):
+        """The column buffer for n images: its logical (Ci, *K, *O, n) view and its
+        (G, Ci/G prod(K), prod(O) n) matrix."""
+        flat = self._buffer("col")[:self.kernel_dim * self.group * n * self.o_count]
+        matrix = flat.reshape(self.group, self.kernel_dim, n * self.o_count)
+        if self.images_inner:
+            return flat.reshape((self.ci,) + self.kernel + self.o_shape + (n,)), matrix
+        logical = flat.reshape((self.ci,) + self.kernel + (n,) + self.o_shape)
+        return self.xp.moveaxis(logical, 1 + self.num_spatial, -1), matrix
+
+    def _side_order(self, chunk):
+        """A (n, Co, P) chunk of the column side as a view in the side matrix's column order."""
+        return chunk.transpose(1, 2, 0) if self.images_inner else chunk.swapaxes(0, 1)
+
+    def _side_chunk(self, array):
+        """The side buffer's array as a (n, Co, P) view: the inverse of `_side_order`."""
+        return array.transpose(2, 0, 1) if self.images_inner else array.swapaxes(0, 1)
+
+    def _side_buffer(self, n):
+        """The side buffer for n images: (its (Co, P, n) or (Co, n, P) array, its matrix)."""
+        flat = self._buffer("side")[:self.co * n * self.o_count]
+        shape = (self.co, self.o_count, n) if self.images_inner else (self.co, n, self.o_count)
+        return flat.reshape(shape), flat.reshape(self.group, self.co // self.group, n * self.o_count)
+
     # -- chunk helpers --------------------------------------------------------------------------
     def _columns(self, image, n0, n):
-        """im2col of images n0..n0+n of `image` (N, Ci, *S) as a (G, Ci/G prod(k), n prod(O))
-        matrix in the column buffer."""
-        source = image[n0:n0 + n].swapaxes(0, 1)
-        if any(self.pad):
-            padded = self._buffer("pad_in")[:, :n]
+        """im2col of images n0..n0+n of `image` (N, Ci, *S), as the column buffer's matrix."""
+        source = self.xp.moveaxis(image[n0:n0 + n], 0, -1)
+        column, matrix = self._column_buffer(n)
+        if self.is_1x1:  # the column is the image (dropping its unit kernel axes keeps a view)
+            column.reshape(source.shape)[...] = source
+            return matrix
+        padded = self._padded("pad_in", n)
+        if padded is not None:
             interior(padded, self.pad)[...] = source
             source = padded
-        col = self._buffer("col")[:self.kernel_dim * self.group * n * self.o_count]
-        im2col(source, self.kernel, self.stride, self.dilation,
-               col.reshape((self.ci,) + self.kernel + (n,) + self.o_shape))
-        return col.reshape(self.group, self.kernel_dim, n * self.o_count)
+        im2col(source, self.kernel, self.stride, self.dilation, column)
+        return matrix
 
-    def _add_columns_to_image(self, col, image, n0, n, add_bias):
-        """col2im of a (G, Ci/G prod(k), n prod(O)) matrix into images n0..n0+n of `image`
-        (overwriting them), plus the bias if asked."""
-        col = col.reshape((self.ci,) + self.kernel + (n,) + self.o_shape)
-        target = image[n0:n0 + n]
-        if any(self.pad):
-            padded = self._buffer("pad_out")[:, :n]
-            col2im(col, self.kernel, self.stride, self.dilation, padded)
-            source = interior(padded, self.pad).swapaxes(0, 1)
-            if add_bias:
-                self.xp.add(source, self._bias(target.ndim), out=target)
-            else:
-                target[...] = source
-        else:
-            col2im(col, self.kernel, self.stride, self.dilation, target.swapaxes(0, 1))
+    def _add_columns_to_image(self, column, image, n0, n, add_bias):
+        """Overwrite images n0..n0+n of `image` (N, Ci, *S) with col2im of the logical `column`
+        (+ bias if asked)."""
+        target = self.xp.moveaxis(image[n0:n0 + n], 0, -1)
+        padded = self._padded("pad_out", n)
+        if padded is None:
+            col2im(column, self.kernel, self.stride, self.dilation, target)
             if add_bias:
                 target += self._bias(target.ndim)
+            return
+        col2im(column, self.kernel, self.stride, self.dilation, padded)
+        source = self.xp.moveaxis(interior(padded, self.pad), -1, 0)
+        if add_bias:
+            self.xp.add(source, self._bias(source.ndim - 1), out=image[n0:n0 + n])
+        else:
+            image[n0:n0 + n] = source
 
     def _side_matrix(self, side, n0, n):
         """Images n0..n0+n of the column side (N, Co, P) as a (G, Co/G, n P) matrix (a copy into
         the side buffer unless n == 1)."""
-        chunk = side[n0:n0 + n]
         if n == 1:
-            return chunk.reshape(self.group, self.co // self.group, self.o_count)
-        matrix = self._buffer("side")[:self.co * n * self.o_count].reshape(self.co, n, self.o_count)
-        matrix[...] = chunk.swapaxes(0, 1)
-        return matrix.reshape(self.group, self.co // self.group, n * self.o_count)
+            return side[n0].reshape(self.group, self.co // self.group, self.o_count)
+        array, matrix = self._side_buffer(n)
+        array[...] = self._side_order(side[n0:n0 + n])
+        return matrix
 
     def _multiply_into_side(self, weight, col, side, n0, n, add_bias):
         """side[n0:n0+n] = weight . col per group (+ bias), from a (G, Co/G, K) weight and a
         (G, K, n P) column matrix."""
         xp = self.xp
-        target = side[n0:n0 + n]
         if n == 1:
+            target = side[n0]
             xp.matmul(weight, col, out=target.reshape(self.group, self.co // self.group, self.o_count))
             if add_bias:
-                target += self._bias(3)
+                target += self._bias(2)
             return
-        out = self._buffer("side")[:self.co * n * self.o_count].reshape(
-            self.group, self.co // self.group, n * self.o_count)
-        xp.matmul(weight, col, out=out)
-        source = out.reshape(self.co, n, self.o_count).swapaxes(0, 1)
+        array, matrix = self._side_buffer(n)
+        xp.matmul(weight, col, out=matrix)
+        # (written in the blob's memory order: a ufunc writing through a transposed view is slow)
         if add_bias:
-            xp.add(source, self._bias(3), out=target)
+            xp.add(self._side_chunk(array), self._bias(2), out=side[n0:n0 + n])
         else:
-            target[...] = source
+            side[n0:n0 + n] = self._side_chunk(array)
 
     # -- the three directions -------------------------------------------------------------------
     def _forward_direction(self, image, side, add_bias):
@@ -278,7 +328,7 @@ class _ConvolutionBase(Layer):
             out = side.reshape(self.num, self.group, self.co // self.group, self.o_count)
             xp.matmul(weight, image.reshape(out.shape[:2] + (-1, self.o_count)), out=out)
             if add_bias:
-                side += self._bias(3)
+                side += self._bias(2)
             return
         for n0, n in self._chunks(self.chunk):
             self._multiply_into_side(weight, self._columns(image, n0, n), side, n0, n, add_bias)
@@ -291,14 +341,12 @@ class _ConvolutionBase(Layer):
             out = image.reshape(self.num, self.group, self.ci // self.group, self.o_count)
             xp.matmul(weight_t, side.reshape(out.shape[:2] + (-1, self.o_count)), out=out)
             if add_bias:
-                image += self._bias(image.ndim)
+                image += self._bias(image.ndim - 1)
             return
         for n0, n in self._chunks(self.chunk):
-            matrix = self._side_matrix(side, n0, n)
-            col = self._buffer("col")[:self.kernel_dim * self.group * n * self.o_count]
-            col = col.reshape(self.group, self.kernel_dim, n * self.o_count)
-            xp.matmul(weight_t, matrix, out=col)
-            self._add_columns_to_image(col, image, n0, n, add_bias)
+            column, matrix = self._column_buffer(n)
+            xp.matmul(weight_t, self._side_matrix(side, n0, n), out=matrix)
+            self._add_columns_to_image(column, image, n0, n, add_bias)
 
     def _add_weight_gradient(self, image, side):
         """dW += side (N, Co, P) . col(image (N, Ci, *S))^T, summed over the images."""
@@ -434,35 +482,39 @@ class Im2colLayer(Layer):
         self._padded("out")
 
     def _padded(self, name):
-        """The (C, N, *(S + 2p)) image buffer `name` ("in": zero border, for im2col; "out": for
-        col2im), made in reshape (again if the mode changed since); None without pad."""
+        """The image buffer `name` ("in": zero border, for im2col; "out": for col2im) as a logical
+        (C, *(S + 2p), N) view, made in reshape (again if the mode changed since); None without
+        pad."""
         if not any(self.pad):
             return None
         shape = (self.channels, self.num) + tuple(s + 2 * q for s, q in zip(self.in_shape, self.pad))
         buffer = self._pad_buffers.get(name)
         if buffer is None or buffer.shape != shape or not isinstance(buffer, self.xp.ndarray):
             buffer = self._pad_buffers[name] = self.xp.zeros(shape, self.dtype)
-        return buffer
+        return self.xp.moveaxis(buffer, 1, -1)
 
-    def _top_view(self, array):
-        """The top as (C, k..., N, O...), the layout im2col fills."""
+    def _image(self, array):
+        """A bottom array as the logical (C, *S, N) image."""
+        return self.xp.moveaxis(array.reshape((self.num, self.channels) + self.in_shape), 0, -1)
+
+    def _columns(self, array):
+        """A top array as the logical (C, *K, *O, N) column."""
         view = array.reshape((self.num, self.channels) + self.kernel + self.out_shape)
-        nd = self.num_spatial
-        return view.transpose((1,) + tuple(range(2, 2 + nd)) + (0,) + tuple(range(2 + nd, 2 + 2 * nd)))
+        return self.xp.moveaxis(view, 0, -1)
 
     def forward(self, bottom, top):
-        x = bottom[0].read_data().reshape((self.num, self.channels) + self.in_shape).swapaxes(0, 1)
+        x = self._image(bottom[0].read_data())
         padded = self._padded("in")
         if padded is not None:
             interior(padded, self.pad)[...] = x
             x = padded
-        im2col(x, self.kernel, self.stride, self.dilation, self._top_view(top[0].write_data()))
+        im2col(x, self.kernel, self.stride, self.dilation, self._columns(top[0].write_data()))
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
-        col = self._top_view(top[0].read_diff())
-        dx = bottom[0].write_diff().reshape((self.num, self.channels) + self.in_shape).swapaxes(0, 1)
+        col = self._columns(top[0].read_diff())
+        dx = self._image(bottom[0].write_diff())
         padded = self._padded("out")
         if padded is None:
             col2im(col, self.kernel, self.stride, self.dilation, dx)

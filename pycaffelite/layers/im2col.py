@@ -1,20 +1,20 @@
 """im2col / col2im for N-d spatial convolution, with per-axis kernel, pad, stride and dilation.
 
-Layout convention (chosen so one GEMM covers a whole batch chunk):
+Layout convention (chosen so one GEMM covers a chunk of n images):
 
-  image   (C, n, *S)          channels first, then the images, then the spatial axes
-  padded  (C, n, *(S + 2p))   the image inside a zero border of `pad` on each spatial axis
-  column  (C, *K, n, *O)      column[c, k..., i, o...] = padded[c, i, o * stride + k * dilation]
+  image   (C, *S, n)          channels first, then the spatial axes, then the images
+  padded  (C, *(S + 2p), n)   the image inside a zero border of `pad` on each spatial axis
+  column  (C, *K, *O, n)      column[c, k..., o..., i] = padded[c, o * stride + k * dilation, i]
 
-so `column.reshape(C * prod(K), n * prod(O))` is the GEMM operand: row c * prod(K) + flat(k),
-column i * prod(O) + flat(o), with Caffe's row order (channel, then kernel offsets row-major).
+so `column` reshaped to (C prod(K), prod(O) n) is the GEMM operand, with Caffe's row order
+(channel, then the kernel offsets row-major). The arrays may be views whose memory order differs
+from this logical order (e.g. images outermost in memory): numpy and cupy run copies and in-place
+additions in memory order, so the caller picks the memory layout that suits its strides.
 
 Along each spatial axis the output size is floor((S + 2p - E) / s) + 1, where E = d (k - 1) + 1 is
 the dilated kernel's extent. Both directions loop over the prod(K) kernel offsets only: each offset
 moves one strided slice of the padded image (im2col copies it, col2im adds it back), so the work
-per offset is a single array operation on every element it touches.
-
-All functions take their arrays from the caller and work with numpy or cupy alike.
+per offset is a single array operation.
 """
 import itertools
 
@@ -34,10 +34,10 @@ def deconv_output_size(size, kernel, pad, stride, dilation):
     return stride * (size - 1) + kernel_extent(kernel, dilation) - 2 * pad
 
 
-def _offset_slices(offset, stride, dilation, out_shape):
-    """Slices of the padded spatial axes read by one kernel offset."""
-    return tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
-                 for k, s, d, o in zip(offset, stride, dilation, out_shape))
+def _window(offset, stride, dilation, out_shape):
+    """Index of the padded image's (C, *Sp, n) positions read by one kernel offset."""
+    return (slice(None),) + tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
+                                  for k, s, d, o in zip(offset, stride, dilation, out_shape))
 
 
 def _offsets(kernel):
@@ -45,26 +45,22 @@ def _offsets(kernel):
 
 
 def interior(padded, pad):
-    """The view of `padded` (C, n, *Sp) that holds the image, without the zero border."""
-    return padded[(slice(None), slice(None))
-                  + tuple(slice(p, size - p) for p, size in zip(pad, padded.shape[2:]))]
+    """The view of `padded` (C, *Sp, n) that holds the image, without the zero border."""
+    return padded[(slice(None),)
+                  + tuple(slice(p, size - p) for p, size in zip(pad, padded.shape[1:]))]
 
 
 def im2col(padded, kernel, stride, dilation, column):
-    """Fill `column` (C, *K, n, *O) from `padded` (C, n, *Sp); O is taken from `column`'s shape."""
-    nd = len(kernel)
-    out_shape = column.shape[-nd:] if nd else ()
+    """Fill `column` (C, *K, *O, n) from `padded` (C, *Sp, n); O is taken from `column`'s shape."""
+    out_shape = column.shape[1 + len(kernel):-1]
     for offset in _offsets(kernel):
-        column[(slice(None),) + offset] = padded[(slice(None), slice(None))
-                                                 + _offset_slices(offset, stride, dilation, out_shape)]
+        column[(slice(None),) + offset] = padded[_window(offset, stride, dilation, out_shape)]
 
 
 def col2im(column, kernel, stride, dilation, padded):
-    """Set `padded` (C, n, *Sp) to the sum of `column`'s (C, *K, n, *O) entries at the places
+    """Set `padded` (C, *Sp, n) to the sum of `column`'s (C, *K, *O, n) entries at the places
     im2col read them from: the adjoint of im2col."""
-    nd = len(kernel)
-    out_shape = column.shape[-nd:] if nd else ()
+    out_shape = column.shape[1 + len(kernel):-1]
     padded[...] = 0
     for offset in _offsets(kernel):
-        padded[(slice(None), slice(None))
-               + _offset_slices(offset, stride, dilation, out_shape)] += column[(slice(None),) + offset]
+        padded[_window(offset, stride, dilation, out_shape)] += column[(slice(None),) + offset]

@@ -194,12 +194,19 @@ def test_convolution_gradient_two_bottoms():
     GradientChecker(1e-2, 1e-3).check_gradient(layer, bottom, empty_tops(2))
 
 
+@pytest.mark.parametrize("params", [
+    "num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2",    # images outermost in buffers
+    "num_output: 4 kernel_size: 2 stride: 2",                    # ... reading the blob directly
+    "num_output: 4 group: 2 kernel_size: 3 pad: 1 dilation: 2",  # images innermost
+    "num_output: 4 kernel_size: 1",                              # 1x1
+])
 @pytest.mark.parametrize("budget,min_columns", [(1, 1), (200, 1), (200, 40)])
-def test_chunking_gives_the_same_results(monkeypatch, budget, min_columns):
+@pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
+def test_chunking_gives_the_same_results(monkeypatch, params, budget, min_columns, kind):
     """Small column budgets split the batch into chunks of 1 and of several images."""
     def run():
         device.set_random_seed(3)
-        layer = conv_layer("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2")
+        layer = conv_layer(params, kind=kind)
         bottom, top = setup(layer, (5, 4, 6, 5))
         layer.forward(bottom, top)
         top[0].diff[...] = gaussian_blob(top[0].shape, seed=7).data

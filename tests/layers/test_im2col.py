@@ -18,8 +18,8 @@ def test_output_sizes():
 
 def test_im2col_hand_computed():
     # one 3 x 3 image 0..8, 2 x 2 kernel, stride 1: each kernel offset sees a 2 x 2 window
-    image = np.arange(9.0).reshape(1, 1, 3, 3)
-    column = np.empty((1, 2, 2, 1, 2, 2))
+    image = np.arange(9.0).reshape(1, 3, 3, 1)
+    column = np.empty((1, 2, 2, 2, 2, 1))
     im2col(image, (2, 2), (1, 1), (1, 1), column)
     np.testing.assert_array_equal(column.reshape(4, 4), [[0, 1, 3, 4],
                                                          [1, 2, 4, 5],
@@ -30,16 +30,16 @@ def test_im2col_hand_computed():
 def test_im2col_padded_strided_dilated():
     # 1-d: x = [1 2 3 4 5] padded by 1 -> [0 1 2 3 4 5 0]; kernel 2 dilated by 2 (taps 0 and 2),
     # stride 2: outputs start at 0, 2, 4 -> tap 0 reads [0, 2, 4], tap 1 reads [2, 4, 0]
-    padded = np.zeros((1, 1, 7))
-    interior(padded, (1,))[...] = [1, 2, 3, 4, 5]
-    column = np.empty((1, 2, 1, conv_output_size(5, 2, 1, 2, 2)))
+    padded = np.zeros((1, 7, 1))
+    interior(padded, (1,))[..., 0] = [1, 2, 3, 4, 5]
+    column = np.empty((1, 2, conv_output_size(5, 2, 1, 2, 2), 1))
     im2col(padded, (2,), (2,), (2,), column)
     np.testing.assert_array_equal(column.reshape(2, 3), [[0, 2, 4], [2, 4, 0]])
 
 
 def test_col2im_sums_back_where_values_were_read():
-    column = np.ones((1, 2, 2, 1, 2, 2))
-    image = np.full((1, 1, 3, 3), 7.0)
+    column = np.ones((1, 2, 2, 2, 2, 1))
+    image = np.full((1, 3, 3, 1), 7.0)
     col2im(column, (2, 2), (1, 1), (1, 1), image)
     # each pixel counts the windows covering it
     np.testing.assert_array_equal(image.reshape(3, 3), [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
@@ -52,9 +52,9 @@ def test_col2im_sums_back_where_values_were_read():
 ])
 def test_col2im_is_the_adjoint_of_im2col(size, kernel, stride, dilation):
     rng = np.random.default_rng(0)
-    image = rng.normal(size=(3, 2) + size)
+    image = rng.normal(size=(3,) + size + (2,))
     out = tuple(conv_output_size(s, k, 0, st, d) for s, k, st, d in zip(size, kernel, stride, dilation))
-    column = np.empty((3,) + kernel + (2,) + out)
+    column = np.empty((3,) + kernel + out + (2,))
     im2col(image, kernel, stride, dilation, column)
     other = rng.normal(size=column.shape)
     back = np.empty_like(image)
