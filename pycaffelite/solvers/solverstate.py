@@ -121,6 +121,7 @@ def _write_hdf5(path, state):
             group = f.create_group("history")
             for index, values in enumerate(state.history):
                 group.create_dataset(str(index), data=np.asarray(values, dtype=np.float32))
+        _fsync(temp)
         os.replace(temp, path)
     except OSError as error:
         raise PclError(f"{path}: cannot write the solver state ({error}); check that the folder "
@@ -128,6 +129,15 @@ def _write_hdf5(path, state):
     finally:
         if os.path.exists(temp):
             os.remove(temp)
+
+
+def _fsync(path):
+    """Flush a written file to disk before it is renamed into place."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_c_string(f, name, text):

@@ -455,3 +455,18 @@ def test_progress_bar_on_a_terminal_only(case):
     assert not re.search(r"\d+/20 \[", hidden) and "Optimization Done." in hidden
     piped = pcl("train", "--solver", "solver.prototxt", cwd=folder)
     assert not re.search(r"\d+/20 \[", piped.stderr)
+
+
+def test_stage_and_level_select_train_net_layers(case):
+    folder = case("sgd_step", keep_caffe_snapshots=False)
+    extra = ('layer { name: "accuracy" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" '
+             'include { phase: TRAIN stage: "extra" min_level: 2 } }\n')
+    with open(os.path.join(folder, "net.prototxt"), "a", encoding="utf-8") as handle:
+        handle.write(extra)
+    write_solver(folder, max_iter=1, snapshot=0, snapshot_after_train=False)
+    plain = messages(pcl("train", "--solver", "solver.prototxt", cwd=folder).stderr)
+    staged = messages(pcl("train", "-solver", "solver.prototxt", "-stage", "other,extra", "-level", "2",
+                          cwd=folder).stderr)
+    low = messages(pcl("train", "--solver", "solver.prototxt", "--stage", "extra", cwd=folder).stderr)
+    assert not any("accuracy" in m for m in plain + low)
+    assert any(re.fullmatch(r"    Train net output #0: accuracy = [\d.]+", m) for m in staged)
