@@ -99,14 +99,14 @@ class GlogFormatter(logging.Formatter):
 class _ProgressAwareHandler(logging.StreamHandler):
     """Writes log lines above an active progress bar instead of through it."""
 
-    bar = None
+    tqdm = None  # the tqdm class while a bar is shown
 
     def emit(self, record):
-        if self.bar is None:
+        if self.tqdm is None:
             super().emit(record)
             return
         try:
-            self.bar.write(self.format(record), file=self.stream)
+            self.tqdm.write(self.format(record), file=self.stream)
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)
 
@@ -145,7 +145,7 @@ class ProgressBar:
                         leave=False)
         solver.add_callback(on_end=self._advance)
         if _handler is not None:
-            _handler.bar = tqdm
+            _handler.tqdm = tqdm
 
     def _advance(self):
         self.bar.update(self.solver.iter - self.bar.n)
@@ -154,4 +154,4 @@ class ProgressBar:
     def close(self):
         self.bar.close()
         if _handler is not None:
-            _handler.bar = None
+            _handler.tqdm = None

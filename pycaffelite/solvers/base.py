@@ -336,11 +336,22 @@ class Solver:
         culprit = tlog.first_nonfinite_output(self.net)
         files = self.snapshot()
         where = f" ({culprit})" if culprit else ""
+        broken = self._first_nonfinite_param()
+        weights = (f"the weights already hold non-finite values ({broken}), so the updates before "
+                   f"this one diverged" if broken else "the weights are finite")
         raise NonFiniteLossError(
             f"iteration {self.iter}: the loss is {tlog.fmt(loss)}{where}; training stopped before "
-            f"this update, the last finite weights are in {' and '.join(files)}. Lower base_lr, "
-            f"set clip_gradients, or check the input data for NaN/inf, then resume from the "
-            f"snapshot")
+            f"updating with it and saved the weights that produced it to {' and '.join(files)}; "
+            f"{weights}. Lower base_lr or set clip_gradients and resume from an earlier snapshot, "
+            f"or check the input data for NaN/inf")
+
+    def _first_nonfinite_param(self):
+        xp = device.array_module()
+        for layer_name, layer in zip(self.net.layer_names, self.net.layers):
+            for index, blob in enumerate(layer.blobs):
+                if not bool(xp.isfinite(blob.read_data()).all()):
+                    return f'layer "{layer_name}" param {index}'
+        return None
 
     # -- testing -------------------------------------------------------------------------------
     def test_all(self):

@@ -237,9 +237,10 @@ def test_non_finite_loss_stops_with_a_snapshot(work):
     solver.step(2)
     solver.net.params["ip2"][1].data[0] = np.inf
     with pytest.raises(NonFiniteLossError, match=r'iteration 2: the loss is -?nan \(train net output '
-                                                 r'#0 "loss" = -?nan\); training stopped before this '
-                                                 r"update.*sgd_step_iter_2.caffemodel and "
-                                                 r"sgd_step_iter_2.solverstate.*base_lr"):
+                                                 r'#0 "loss" = -?nan\); training stopped before '
+                                                 r"updating with it.*sgd_step_iter_2.caffemodel and "
+                                                 r"sgd_step_iter_2.solverstate; the weights already "
+                                                 r'hold non-finite values \(layer "ip2" param 1\).*base_lr'):
         solver.step(5)
     assert solver.iter == 2
     assert os.path.exists("sgd_step_iter_2.solverstate")
