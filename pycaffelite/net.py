@@ -41,15 +41,15 @@ def _phase_value(phase):
 class Net:
     """A Caffe net. `Net(model, phase, weights=None, level=0, stages=())`; pycaffe's
     `Net(model, weights, phase)` order is accepted too. `model` is a prototxt path or a
-    NetParameter."""
+    NetParameter; `source` names where a NetParameter came from, for error messages."""
 
     def __init__(self, model, phase=None, weights=None, level=0, stages=(), dtype=np.float32,
-                 state=None):
+                 state=None, source=None):
         if isinstance(phase, (str, os.PathLike)) and not str(phase).upper() in ("TRAIN", "TEST") \
                 and weights is not None:
             phase, weights = weights, phase  # pycaffe order: Net(model, weights, phase)
         if isinstance(model, caffe_pb2.NetParameter):
-            self.source = model.name or "<net>"
+            self.source = source or model.name or "<net>"
             net_param = upgrade.upgrade_net_param(model, self.source)
         else:
             self.source = os.fspath(model)

@@ -103,10 +103,11 @@ class SignalActions:
 
 
 def _solver_gpus(param, gpu):
-    """--gpu wins; otherwise solver_mode GPU asks for device_id (0 by default)."""
+    """--gpu wins; otherwise a solver_mode set to GPU asks for device_id (0 by default). An unset
+    solver_mode means the CPU, as in `caffe train`, although the field's default reads GPU."""
     if gpu:
         return parse_gpus(gpu)
-    if param.solver_mode != caffe_pb2.SolverParameter.GPU:
+    if not param.HasField("solver_mode") or param.solver_mode != caffe_pb2.SolverParameter.GPU:
         return []
     try:
         device.set_device(param.device_id)

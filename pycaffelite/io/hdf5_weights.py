@@ -26,6 +26,8 @@ def save_hdf5_weights(net, path, write_diff=False):
                         if net.param_owners[net_param_id] == -1:
                             values = blob.cpu_diff() if is_diff else blob.cpu_data()
                             layer_group.create_dataset(str(index), data=values)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -158,14 +158,16 @@ class Solver:
             log.info("Creating training net specified in %s.", field)
             net_param = caffe_pb2.NetParameter()
             net_param.CopyFrom(getattr(p, field))
+            source = f"{self.source} ({field})"
         else:
             log.info("Creating training net from %s file: %s", field, getattr(p, field))
             net_param = self._read_net_file(getattr(p, field), field)
+            source = getattr(p, field)
         state = caffe_pb2.NetState(phase=caffe_pb2.TRAIN)
         state.MergeFrom(net_param.state)
         state.MergeFrom(p.train_state)
         net_param.state.CopyFrom(state)
-        return Net(net_param)
+        return Net(net_param, source=source)
 
     def _init_test_nets(self):
         p = self.param
@@ -184,15 +186,16 @@ class Solver:
         if count and p.test_interval <= 0:
             raise self.error(f"{count} test net(s) but test_interval is {p.test_interval}; set "
                              f"test_interval > 0 (or remove test_iter)")
-        specs = [("test_net_param", net) for net in p.test_net_param]
-        specs += [(f"test_net file: {path}", self._read_net_file(path, "test_net")) for path in p.test_net]
+        specs = [("test_net_param", f"{self.source} (test_net_param)", net) for net in p.test_net_param]
+        specs += [(f"test_net file: {path}", path, self._read_net_file(path, "test_net"))
+                  for path in p.test_net]
         for _ in range(count - num_specific):
             if generic == "net_param":
-                specs.append(("net_param", p.net_param))
+                specs.append(("net_param", f"{self.source} (net_param)", p.net_param))
             else:
-                specs.append((f"net file: {p.net}", self._read_net_file(p.net, "net")))
+                specs.append((f"net file: {p.net}", p.net, self._read_net_file(p.net, "net")))
         nets = []
-        for index, (source, spec) in enumerate(specs):
+        for index, (description, source, spec) in enumerate(specs):
             net_param = caffe_pb2.NetParameter()
             net_param.CopyFrom(spec)
             state = caffe_pb2.NetState(phase=caffe_pb2.TEST)
@@ -200,8 +203,8 @@ class Solver:
             if len(p.test_state):
                 state.MergeFrom(p.test_state[index])
             net_param.state.CopyFrom(state)
-            log.info("Creating test net (#%d) specified by %s", index, source)
-            net = Net(net_param)
+            log.info("Creating test net (#%d) specified by %s", index, description)
+            net = Net(net_param, source=source)
             net.share_trained_layers_with(self.net)
             nets.append(net)
         return nets
