@@ -13,9 +13,11 @@ Convolution layer's image is its bottom; the Deconvolution layer runs the same m
 its image is its top and its bottom is the column side.
 
 Speed: images are processed in chunks of n; one chunk's im2col columns form a
-(Ci k... , n O...) matrix so that each group needs one GEMM per chunk (np.matmul on float32 calls
-BLAS sgemm). Chunks are sized so the column buffer stays cache-sized (see `_chunk_size`); 1x1
-convolutions with stride 1 and no pad skip im2col in the forward directions altogether.
+(Ci prod(k), prod(O) n) matrix so that each group needs one GEMM per chunk (np.matmul on float32
+calls BLAS sgemm). Chunks are sized so the column buffer stays cache-sized (COLUMN_BUDGET), the
+buffers' memory order is picked per layer (`images_inner` in reshape), and 1x1 convolutions with
+stride 1 and no pad skip im2col in the forward and data directions altogether (one batched
+matmul over the images).
 """
 import numpy as np
 
@@ -26,9 +28,6 @@ from .im2col import col2im, conv_output_size, deconv_output_size, im2col, interi
 # Elements of one chunk's column buffer (4 MB of float32): small enough to stay in cache between
 # im2col and the GEMM that reads it, which measured faster than whole-batch columns.
 COLUMN_BUDGET = 1 << 20
-# Weight gradients add each chunk's GEMM result into the diff: keep at least this many GEMM
-# columns (n * prod(O)) per chunk so that the addition stays small next to the GEMM.
-MIN_WEIGHT_GRAD_COLUMNS = 2048
 
 
 def _per_axis(layer, p, name, num_spatial, default):
@@ -161,7 +160,6 @@ class _ConvolutionBase(Layer):
         self.kernel_dim = (self.ci // self.group) * int(np.prod(self.kernel, dtype=np.int64))
         col_per_image = self.kernel_dim * self.group * self.o_count
         self.chunk = max(1, min(self.num, COLUMN_BUDGET // max(col_per_image, 1)))
-        self.grad_chunk = max(self.chunk, min(self.num, -(-MIN_WEIGHT_GRAD_COLUMNS // self.o_count)))
         # Memory order of a chunk's images in the padded, column and side buffers. Innermost, a
         # kernel offset's window moves in runs of (last spatial axis x n) contiguous values, which
         # makes im2col/col2im several times faster, but the side and the image then need
@@ -174,11 +172,11 @@ class _ConvolutionBase(Layer):
 
     # -- buffers -------------------------------------------------------------------------------
     def _allocate_buffers(self):
-        """Column, column-side and padded-image buffers for the largest chunk, in the current
-        array module; kept when a reshape (or a mode switch back) needs the same ones. The
-        buffers are flat: a chunk of n images uses a contiguous prefix shaped for n."""
+        """Column, column-side and padded-image buffers for a full chunk, in the current array
+        module; kept when a reshape (or a mode switch back) needs the same ones. The buffers are
+        flat: a chunk of n images (the last may be short) uses a contiguous prefix shaped for n."""
         xp = self.xp
-        chunk = max(self.chunk, self.grad_chunk)
+        chunk = self.chunk
         self.padded_shape = tuple(s + 2 * q for s, q in zip(self.s_shape, self.pad))
         padded_size = self.ci * int(np.prod(self.padded_shape, dtype=np.int64)) * chunk
         col_size = self.kernel_dim * self.group * chunk * self.o_count
@@ -354,7 +352,7 @@ class _ConvolutionBase(Layer):
         dweight = self.blobs[0].write_diff().reshape(self.group, self.co // self.group,
                                                      self.kernel_dim)
         product = self._buffer("dw")
-        for n0, n in self._chunks(self.grad_chunk):
+        for n0, n in self._chunks(self.chunk):
             col = self._columns(image, n0, n)
             xp.matmul(self._side_matrix(side, n0, n), col.swapaxes(1, 2), out=product)
             dweight += product

@@ -194,16 +194,16 @@ def test_convolution_gradient_two_bottoms():
     GradientChecker(1e-2, 1e-3).check_gradient(layer, bottom, empty_tops(2))
 
 
-@pytest.mark.parametrize("params", [
-    "num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2",    # images outermost in buffers
-    "num_output: 4 kernel_size: 2 stride: 2",                    # ... reading the blob directly
-    "num_output: 4 group: 2 kernel_size: 3 pad: 1 dilation: 2",  # images innermost
-    "num_output: 4 kernel_size: 1",                              # 1x1
+@pytest.mark.parametrize("params,images_inner", [
+    ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", False),   # images outermost
+    ("num_output: 4 kernel_size: 2 stride: 2", False),                    # ... read in place
+    ("num_output: 4 group: 2 kernel_size: 3 pad: 1 dilation: 2", True),   # images innermost
+    ("num_output: 4 kernel_size: 1", False),                              # 1x1
 ])
-@pytest.mark.parametrize("budget,min_columns", [(1, 1), (200, 1), (200, 40)])
+@pytest.mark.parametrize("images_per_chunk", [1, 2])
 @pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
-def test_chunking_gives_the_same_results(monkeypatch, params, budget, min_columns, kind):
-    """Small column budgets split the batch into chunks of 1 and of several images."""
+def test_chunking_gives_the_same_results(monkeypatch, params, images_inner, images_per_chunk, kind):
+    """Small column budgets split the batch of 5 into chunks of 1, or of 2, 2 and 1 images."""
     def run():
         device.set_random_seed(3)
         layer = conv_layer(params, kind=kind)
@@ -214,11 +214,12 @@ def test_chunking_gives_the_same_results(monkeypatch, params, budget, min_column
         return layer, [top[0].data.copy(), bottom[0].diff.copy(), layer.blobs[0].diff.copy(),
                        layer.blobs[1].diff.copy()]
 
-    _, expected = run()
-    monkeypatch.setattr(conv, "COLUMN_BUDGET", budget)
-    monkeypatch.setattr(conv, "MIN_WEIGHT_GRAD_COLUMNS", min_columns)
+    layer, expected = run()
+    assert layer.chunk == 5 and layer.images_inner == images_inner
+    monkeypatch.setattr(conv, "COLUMN_BUDGET", images_per_chunk * layer.kernel_dim * layer.group
+                        * layer.o_count)
     layer, got = run()
-    assert layer.chunk < 5
+    assert layer.chunk == images_per_chunk
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
