@@ -11,12 +11,13 @@ i.e. the BLAS sgemm that pcl's convolutions call).
 
 Each (framework, net) pair runs in its own child process of this script (`--worker`), so that
 peak RSS belongs to that pair alone and one framework's thread pools and caches do not disturb
-the other. The PyTorch net is built from the same prototxt (`torch_net`) and uses 2 threads.
+the other. The PyTorch net is built from the same prototxt (`torch_net`). Both use 2 threads
+(`--threads`): numpy's OpenBLAS and PyTorch's intra-op pool.
 PyTorch is not a dependency of pycaffelite: install it for the benchmark only
 (`pip install torch`); without it the PyTorch columns stay empty.
 
 Usage: python bench/bench_train.py [--nets lenet,cifar10_quick,caffenet] [--iterations N]
-       [--warmup N] [--profile]
+       [--warmup N] [--threads N] [--cpu-time] [--profile]
 
 Never used for assertions: timings depend on the machine and its load.
 """
@@ -40,7 +41,7 @@ NETS = {  # name: (prototxt, classes, warm-up iterations, timed iterations)
     "caffenet": ("models/caffenet/caffenet_time.prototxt", 1000, 2, 7),
 }
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 0.0005
-TORCH_THREADS = 2
+THREADS = 2  # BLAS threads for pcl (numpy's OpenBLAS) and intra-op threads for PyTorch
 
 
 # -- helpers shared by both frameworks ------------------------------------------------------------
@@ -56,16 +57,21 @@ def current_rss_mb():
     return float("nan")
 
 
-def time_steps(step, warmup, iterations):
+def time_steps(step, warmup, iterations, clock):
     """Milliseconds of each of `iterations` calls of `step` after `warmup` untimed calls."""
     for _ in range(warmup):
         step()
     times = []
     for _ in range(iterations):
-        start = time.perf_counter()
+        start = clock()
         step()
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((clock() - start) * 1e3)
     return times
+
+
+def clock_for(cpu_time):
+    """The process's CPU time (all its threads) or the wall clock."""
+    return time.process_time if cpu_time else time.perf_counter
 
 
 def input_arrays(shapes, classes, seed=0):
@@ -76,7 +82,7 @@ def input_arrays(shapes, classes, seed=0):
     return data, label
 
 
-def sgemm_gflops(sizes=(1024, 2048), repeats=5):
+def sgemm_gflops(sizes=(1024, 2048), repeats=5, clock=time.perf_counter):
     """The best float32 matmul rate numpy reaches on square matrices, in GFLOP/s."""
     best = 0.0
     rng = np.random.default_rng(0)
@@ -85,15 +91,15 @@ def sgemm_gflops(sizes=(1024, 2048), repeats=5):
         b = rng.standard_normal((n, n), dtype=np.float32)
         out = np.empty((n, n), dtype=np.float32)
         np.matmul(a, b, out=out)
-        seconds = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+        seconds = min(_timed(lambda: np.matmul(a, b, out=out), clock) for _ in range(repeats))
         best = max(best, 2.0 * n ** 3 / seconds / 1e9)
     return best
 
 
-def _timed(function):
-    start = time.perf_counter()
+def _timed(function, clock):
+    start = clock()
     function()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def blas_info():
@@ -108,7 +114,7 @@ def blas_info():
 
 
 # -- pycaffelite ------------------------------------------------------------------------------------
-def pcl_worker(net_name, warmup, iterations, profile):
+def pcl_worker(net_name, warmup, iterations, profile, cpu_time):
     from pycaffelite import device, timing  # noqa: PLC0415
     from pycaffelite.proto import caffe_pb2  # noqa: PLC0415
     from pycaffelite.solvers import SGDSolver  # noqa: PLC0415
@@ -126,15 +132,15 @@ def pcl_worker(net_name, warmup, iterations, profile):
     net.blobs[data_name].data[...] = data
     net.blobs[label_name].data[...] = label
 
-    times = time_steps(lambda: solver.step(1), warmup, iterations)
-    result = timing.time_net(net, max(3, iterations // 3))
+    times = time_steps(lambda: solver.step(1), warmup, iterations, clock_for(cpu_time))
+    result = timing.time_net(net, max(3, iterations // 3), clock=clock_for(cpu_time))
     layers = [dict(name=l.name, type=l.type, forward_ms=l.forward_ms, backward_ms=l.backward_ms)
               for l in result.layers]
     convs = conv_flops(net)
     for layer in layers:
         layer.update(convs.get(layer["name"], {}))
     return {"times_ms": times, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline,
-            "batch": data.shape[0], "layers": layers, "blas": blas_info() if profile else None}
+            "batch": data.shape[0], "layers": layers, "blas": blas_info()}
 
 
 def conv_flops(net):
@@ -200,7 +206,8 @@ def torch_net(model_path):
             module = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(in_shape[1:])),
                                                            layer.inner_product_param.num_output))
         elif kind == "Dropout":
-            module = nn.Dropout(layer.dropout_param.dropout_ratio, inplace=True)
+            # Not in place: torch's in-place ReLU keeps its output for backward.
+            module = nn.Dropout(layer.dropout_param.dropout_ratio)
         elif kind == "SoftmaxWithLoss":
             module = nn.CrossEntropyLoss()
         else:
@@ -235,10 +242,10 @@ def torch_net(model_path):
     return CaffeStyleNet()
 
 
-def torch_worker(net_name, warmup, iterations, profile):
+def torch_worker(net_name, warmup, iterations, profile, cpu_time):
     import torch  # noqa: PLC0415
 
-    torch.set_num_threads(TORCH_THREADS)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", THREADS)))
     torch.manual_seed(1)
     model, classes, _, _ = NETS[net_name]
     baseline = current_rss_mb()
@@ -254,7 +261,7 @@ def torch_worker(net_name, warmup, iterations, profile):
         net(**inputs).backward()
         optimizer.step()
 
-    times = time_steps(step, warmup, iterations)
+    times = time_steps(step, warmup, iterations, clock_for(cpu_time))
     ops = None
     if profile:
         from torch.profiler import ProfilerActivity, profile as torch_profile  # noqa: PLC0415
@@ -275,11 +282,24 @@ def run_worker(framework, net_name, args):
                "--iterations", str(args.iterations if args.iterations is not None else NETS[net_name][3])]
     if args.profile:
         command.append("--profile")
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if args.cpu_time:
+        command.append("--cpu-time")
+    # numpy's OpenBLAS reads its thread count when it loads, so the child gets it by environment.
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"error": last}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def gemm_in_child(threads, cpu_time):
+    """sgemm GFLOP/s measured in a child process with the runs' BLAS thread count and clock."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    code = f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); " \
+           f"import bench_train; print(bench_train.sgemm_gflops(clock=bench_train.clock_for({cpu_time})))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def torch_available():
@@ -294,6 +314,11 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=None, help="untimed iterations first")
     parser.add_argument("--profile", action="store_true",
                         help="also print every pcl layer's time and PyTorch's top operators")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="BLAS / PyTorch threads per run (1 is steadier on a loaded machine)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time instead of the wall clock (with "
+                             "--threads 1, the figure a busy machine disturbs least)")
     parser.add_argument("--worker", choices=("pcl", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     nets = [n for n in args.nets.split(",") if n]
@@ -303,15 +328,15 @@ def main(argv=None):
 
     if args.worker:
         work = pcl_worker if args.worker == "pcl" else torch_worker
-        print(json.dumps(work(nets[0], args.warmup, args.iterations, args.profile)))
+        print(json.dumps(work(nets[0], args.warmup, args.iterations, args.profile, args.cpu_time)))
         return
 
     have_torch = torch_available()
-    print(f"numpy {np.__version__}; BLAS: {blas_info()}")
+    print(f"numpy {np.__version__}")
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}; cpus={os.cpu_count()}; "
           f"load average {os.getloadavg()[0]:.2f} (other work on the machine skews every figure)")
-    gemm = sgemm_gflops()
+    gemm = gemm_in_child(args.threads, args.cpu_time)
     print(f"numpy float32 matmul (sgemm): {gemm:.1f} GFLOP/s")
     results = {}
     for name in nets:
@@ -322,8 +347,10 @@ def main(argv=None):
         first = next((t for _, t in results.values() if "torch" in t), None)
         if first:
             print(f"PyTorch {first['torch']}, {first['threads']} threads")
+    blas = next((p["blas"] for p, _ in results.values() if "blas" in p), "unknown")
+    print(f"BLAS in the pcl runs: {blas}; load average at the end {os.getloadavg()[0]:.2f}")
     print()
-    print(step_table(results))
+    print(step_table(results, args.cpu_time))
     print()
     print(conv_table(results, gemm))
     if args.profile:
@@ -340,10 +367,11 @@ def _fmt(value, spec):
     return format(value, spec) if value is not None else "-"
 
 
-def step_table(results):
+def step_table(results, cpu_time):
     header = (f"{'net':<14} {'batch':>5} {'pcl ms':>9} {'torch ms':>9} {'pcl/torch':>9} "
               f"{'pcl min':>8} {'torch min':>9} {'pcl RSS MB':>10} {'torch RSS MB':>12}")
-    rows = ["One training iteration (forward, backward, SGD momentum update), median after warm-up",
+    rows = ["One training iteration (forward, backward, SGD momentum update), median after warm-up"
+            f" ({'CPU time' if cpu_time else 'wall clock'})",
             header, "-" * len(header)]
     for name, (pcl, torch_result) in results.items():
         p, t = _median(pcl), _median(torch_result)
