@@ -228,16 +228,16 @@ def torch_net(model_path):
             self.input_shapes = {s[3][i]: shapes[s[3][i]] for s in steps if s[1] == "Input"
                                  for i in range(len(s[3]))}
 
-        def forward(self, **inputs):
+            self.steps = [step for step in steps if step[1] != "Input"]
+
+        def forward(self, all_blobs=False, **inputs):
             blobs = dict(inputs)
-            for name, kind, bottoms, tops in steps:
-                if kind == "Input":
-                    continue
+            for name, kind, bottoms, tops in self.steps:
                 args = [blobs[b] for b in bottoms]
                 if kind == "SoftmaxWithLoss":
                     args[1] = args[1].long()
                 blobs[tops[0]] = self.layers[name](*args)
-            return blobs[steps[-1][3][0]]
+            return blobs if all_blobs else blobs[steps[-1][3][0]]
 
     return CaffeStyleNet()
 
@@ -262,17 +262,39 @@ def torch_worker(net_name, warmup, iterations, profile, cpu_time):
         optimizer.step()
 
     times = time_steps(step, warmup, iterations, clock_for(cpu_time))
-    ops = None
-    if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile  # noqa: PLC0415
-
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(3):
-                step()
-        ops = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3 / 3, "count": e.count // 3}
-               for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]]
+    layers = torch_layer_times(net, inputs, clock_for(cpu_time)) if profile else None
     return {"times_ms": times, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline,
-            "batch": data.shape[0], "torch": torch.__version__, "threads": torch.get_num_threads(), "ops": ops}
+            "batch": data.shape[0], "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "layers": layers}
+
+
+def torch_layer_times(net, inputs, clock, repeats=5):
+    """Each module's forward and backward on its own (median ms), on the activations of one
+    forward pass, like `pcl time` per layer. Net inputs get no gradient, as in the Caffe nets."""
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    with torch.no_grad():
+        blobs = net(all_blobs=True, **inputs)
+    times = []
+    for name, kind, bottoms, tops in net.steps:
+        module = net.layers[name]
+        if isinstance(module, nn.ReLU):
+            module = nn.ReLU()  # in place on a leaf that needs a gradient is not allowed
+        forward, backward = [], []
+        for _ in range(repeats):
+            args = [blobs[b].detach().clone().requires_grad_(b not in inputs) for b in bottoms]
+            if kind == "SoftmaxWithLoss":
+                args[1] = blobs[bottoms[1]].long()
+            start = clock()
+            out = module(*args)
+            middle = clock()
+            out.backward(None if out.dim() == 0 else torch.ones_like(out))
+            forward.append((middle - start) * 1e3)
+            backward.append((clock() - middle) * 1e3)
+        times.append({"name": name, "forward_ms": statistics.median(forward),
+                      "backward_ms": statistics.median(backward)})
+    return times
 
 
 # -- the parent: run the workers and print tables ------------------------------------------------------
@@ -313,7 +335,7 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=None, help="timed iterations per net")
     parser.add_argument("--warmup", type=int, default=None, help="untimed iterations first")
     parser.add_argument("--profile", action="store_true",
-                        help="also print every pcl layer's time and PyTorch's top operators")
+                        help="also print every layer's forward/backward time in both frameworks")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="BLAS / PyTorch threads per run (1 is steadier on a loaded machine)")
     parser.add_argument("--cpu-time", action="store_true",
@@ -409,14 +431,19 @@ def conv_table(results, gemm):
 
 
 def profile_table(name, pcl, torch_result):
-    rows = [f"{name}: pcl per layer (ms)"]
+    """pcl's per-layer times (as `pcl time`) beside PyTorch's same layer timed on its own."""
+    torch_layers = {layer["name"]: layer for layer in torch_result.get("layers") or []}
+    header = (f"  {'layer':<8} {'type':<16} {'pcl fwd':>8} {'torch fwd':>9} {'pcl bwd':>8} "
+              f"{'torch bwd':>9} {'pcl/torch':>9}")
+    rows = [f"{name}: per layer, ms", header]
     for layer in pcl.get("layers", []):
-        rows.append(f"  {layer['name']:<10} {layer['type']:<16} fwd {layer['forward_ms']:8.2f}  "
-                    f"bwd {layer['backward_ms']:8.2f}")
-    if torch_result.get("ops"):
-        rows.append(f"{name}: PyTorch top operators by self CPU time (ms per iteration)")
-        for op in torch_result["ops"]:
-            rows.append(f"  {op['op']:<44} {op['self_ms']:8.2f}  x{op['count']}")
+        theirs = torch_layers.get(layer["name"])
+        ours = layer["forward_ms"] + layer["backward_ms"]
+        peer = theirs["forward_ms"] + theirs["backward_ms"] if theirs else None
+        rows.append(f"  {layer['name']:<8} {layer['type']:<16} {layer['forward_ms']:8.2f} "
+                    f"{_fmt(theirs and theirs['forward_ms'], '9.2f')} {layer['backward_ms']:8.2f} "
+                    f"{_fmt(theirs and theirs['backward_ms'], '9.2f')} "
+                    f"{_fmt(ours / peer if peer else None, '9.2f')}")
     return "\n".join(rows)
 
 
