@@ -54,8 +54,7 @@ def fill_batch(transformer, decode, count, names, batch, parallel):
     def transform(i):
         transformer.transform(images[i], data[i], choices[i], names[i])
 
-    if parallel and count > 1 and (images[0].size >= _PARALLEL_TRANSFORM_SIZE or
-                                   images[0].dtype == np.uint8 and len(images) > 64):
+    if parallel and count > 1 and images[0].size >= _PARALLEL_TRANSFORM_SIZE:
         list(pool.map(transform, indices))
     else:
         for i in indices:
