@@ -288,7 +288,7 @@ class ImageDataLayer(PrefetchingDataLayer):
             shape = source.transformer.output_shape(image.shape, f'image "{path}"')
         except PclError as exc:
             raise self.error(str(exc)) from None
-        self.start_prefetch(source, top, shape, depth=4)
+        self.start_prefetch(source, top, shape, self.param.data_param.prefetch)  # as in Caffe
 
 
 @register("MemoryData")
