@@ -2,37 +2,26 @@
 without params) holding float datasets `0`, `1`, ...; group `diff` alike when diffs are saved.
 Only params that own their memory are written (shared params are stored once, by their owner)."""
 import os
-import tempfile
 
 import h5py
 import numpy as np
 
 from ..errors import PclError
+from .atomic import atomic_output
 
 
 def save_hdf5_weights(net, path, write_diff=False):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=folder)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
+    with atomic_output(path, "HDF5 weights") as temp:
+        with h5py.File(temp, "w") as f:
             groups = [("data", False)] + ([("diff", True)] if write_diff else [])
             for group_name, is_diff in groups:
                 group = f.create_group(group_name)
                 for layer_id, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
                     layer_group = group.create_group(name)
                     for index, blob in enumerate(layer.blobs):
-                        net_param_id = _net_param_id(net, layer_id, index)
-                        if net.param_owners[net_param_id] == -1:
+                        if net.param_owners[_net_param_id(net, layer_id, index)] == -1:
                             values = blob.cpu_diff() if is_diff else blob.cpu_data()
                             layer_group.create_dataset(str(index), data=values)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _net_param_id(net, layer_id, index):

@@ -9,12 +9,12 @@ serialisation never leaves a half-written file behind.
 import difflib
 import os
 import re
-import secrets
 
 from google.protobuf import message as pb_message
 from google.protobuf import text_format
 
 from pycaffelite.errors import PclError
+from pycaffelite.io.atomic import write_bytes_atomically
 from pycaffelite.io.upgrade import upgrade_net_param, upgrade_solver_param
 from pycaffelite.proto import caffe_pb2
 
@@ -45,7 +45,7 @@ def parse_text_proto(text, message, source_name="<string>"):
 def write_text_proto(path, message):
     """Write `message` in text format to `path`, atomically."""
     _check_required(message, os.fspath(path))
-    _atomic_write(path, text_format.MessageToString(message).encode("utf-8"))
+    write_bytes_atomically(path, text_format.MessageToString(message).encode("utf-8"))
 
 
 # --- binary format ----------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def read_binary_proto(path, message):
 def write_binary_proto(path, message):
     """Serialise `message` to `path` in binary format, atomically."""
     _check_required(message, os.fspath(path))
-    _atomic_write(path, message.SerializeToString())
+    write_bytes_atomically(path, message.SerializeToString())
 
 
 
@@ -145,42 +145,6 @@ def _name_layers(message, field_path):
     index = int(match.group(1))
     layers = message.layer if field_path.startswith("layer[") else message.layers
     return f'layer "{layers[index].name}" {match.group(2)}'
-
-
-def _atomic_write(path, data):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as error:
-        raise PclError(f"{path}: cannot write ({error.strerror}); check that the folder "
-                       "exists and is writable") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder):
-    """Make the rename itself durable (POSIX only; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- turning protobuf's parser errors into advice ---------------------------------------------

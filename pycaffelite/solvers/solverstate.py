@@ -9,7 +9,6 @@ explained instead of failing on a missing field.
 """
 import dataclasses
 import os
-import secrets
 
 import h5py
 import numpy as np
@@ -18,6 +17,7 @@ from google.protobuf import message as pb_message
 from ..blob import Blob
 from ..errors import PclError
 from ..io import protoio
+from ..io.atomic import atomic_output
 from ..proto import caffe_pb2
 
 
@@ -110,9 +110,7 @@ def _parses_as_net(data):
 # -- HDF5 -------------------------------------------------------------------------------------
 
 def _write_hdf5(path, state):
-    folder = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_output(path, "solver state") as temp:
         with h5py.File(temp, "w") as f:
             f.create_dataset("iter", data=np.array([state.iter], dtype=np.int32))
             if state.learned_net is not None:
@@ -121,23 +119,6 @@ def _write_hdf5(path, state):
             group = f.create_group("history")
             for index, values in enumerate(state.history):
                 group.create_dataset(str(index), data=np.asarray(values, dtype=np.float32))
-        _fsync(temp)
-        os.replace(temp, path)
-    except OSError as error:
-        raise PclError(f"{path}: cannot write the solver state ({error}); check that the folder "
-                       f"exists and is writable") from None
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-
-
-def _fsync(path):
-    """Flush a written file to disk before it is renamed into place."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_c_string(f, name, text):

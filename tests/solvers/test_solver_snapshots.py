@@ -239,7 +239,7 @@ def test_snapshot_write_is_atomic(case_dir, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("pycaffelite.io.protoio.os.replace", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(PclError, match="disk full"):
         solver.snapshot()
     assert calls
     assert not [name for name in os.listdir(".") if name.startswith((".atomic", "atomic"))]
