@@ -364,6 +364,13 @@ class Net:
             raise PclError(f'net "{self.name}" has no layer "{name}"')
         return self.layer_dict[name]
 
+    def set_input_arrays(self, data, labels):
+        """pycaffe's shortcut: hand arrays to the net's first layer, which must be MemoryData."""
+        if not self.layers or self.layers[0].type != "MemoryData":
+            raise PclError(f'net "{self.name}": set_input_arrays needs a MemoryData first layer; '
+                           f"this net starts with {self.layers[0].type if self.layers else 'nothing'}")
+        self.layers[0].set_input_arrays(data, labels)
+
     def share_trained_layers_with(self, other):
         """Use `other`'s param memory for layers of the same name (test nets share the train net's)."""
         for layer_name, layer in zip(self.layer_names, self.layers):

@@ -160,3 +160,19 @@ def test_loss_layer_with_two_tops_needs_explicit_loss_weights():
     fixed = text.replace('top: "p" }', 'top: "p" loss_weight: 1 loss_weight: 0 }')
     net = pcl.Net(net_param(fixed), pcl.TRAIN)
     assert net.blob_loss_weights[net.blob_names.index("l")] == 1.0
+
+
+def test_set_input_arrays_goes_to_the_memory_data_layer():
+    text = """
+    layer { name: "mem" type: "MemoryData" top: "data" top: "label"
+            memory_data_param { batch_size: 2 channels: 1 height: 2 width: 2 } }
+    """
+    net = pcl.Net(net_param(text), pcl.TEST)
+    data = np.arange(16, dtype=np.float32).reshape(4, 1, 2, 2)
+    net.set_input_arrays(data, np.array([0, 1, 2, 3], np.float32))
+    net.forward_from_to()
+    np.testing.assert_array_equal(net.blobs["data"].data, data[:2])
+    np.testing.assert_array_equal(net.blobs["label"].data, [0, 1])
+    other = pcl.Net(net_param(SHARED), pcl.TEST)
+    with pytest.raises(pcl.PclError, match="needs a MemoryData first layer"):
+        other.set_input_arrays(data, np.zeros(4))
