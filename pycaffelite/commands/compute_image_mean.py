@@ -10,11 +10,13 @@ from ..errors import NotSupportedError, PclError
 from ..io import lmdb_io, protoio
 from ..io.datum import datum_to_array, parse_datum
 from ..proto import caffe_pb2
+from . import log_line
 
 _LOG_EVERY = 10000
 
 
-def compute_mean(db_path, echo=click.echo):
+
+def compute_mean(db_path, echo=log_line):
     """The float32 C x H x W mean image of the records of an LMDB (encoded ones decoded as stored)."""
     total = None
     count = 0
@@ -60,11 +62,11 @@ def command(db, output, backend):
     """Compute the mean image of the LMDB DB and write it to OUTPUT (.binaryproto), if given."""
     if backend.lower() != "lmdb":
         raise NotSupportedError(f'--backend {backend} is not supported; use --backend lmdb')
-    click.echo("Starting iteration")
+    log_line("Starting iteration")
     mean = compute_mean(db)
     if output:
-        click.echo(f"Write to {output}")
+        log_line(f"Write to {output}")
         protoio.write_binary_proto(output, mean_blob_proto(mean))
-    click.echo(f"Number of channels: {mean.shape[0]}")
+    log_line(f"Number of channels: {mean.shape[0]}")
     for channel, value in enumerate(channel_means(mean)):
-        click.echo(f"mean_value channel [{channel}]: {float(value):.6g}")
+        log_line(f"mean_value channel [{channel}]: {float(value):.6g}")

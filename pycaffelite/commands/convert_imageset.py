@@ -26,11 +26,13 @@ from ..io import images as image_io
 from ..io.datum import array_to_datum, encoded_datum
 from ..io.lmdb_io import AtomicWriter
 from ..layers.data import join_root, read_image_list
+from . import log_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
 _BOOL_FLAGS = ("gray", "shuffle", "check_size", "encoded")
 _TRUE = ("true", "1", "yes", "t", "y")
 _FALSE = ("false", "0", "no", "f", "n")
+
 
 
 class GflagsBoolCommand(click.Command):
@@ -118,10 +120,10 @@ class RecordMaker:
         return encoded_datum(data, label).SerializeToString(), None
 
 
-def convert(root, entries, db_name, maker, shuffle=False, check_size=False, echo=click.echo,
+def convert(root, entries, db_name, maker, shuffle=False, check_size=False, echo=log_line,
             warn=None):
     """Write the entries' records to a new LMDB; returns (written, skipped paths)."""
-    warn = warn or (lambda message: click.echo(f"warning: {message}", err=True))
+    warn = warn or (lambda message: log_line(f"warning: {message}"))
     entries = list(entries)
     if shuffle:
         device.rng().shuffle(entries)
@@ -204,9 +206,9 @@ def command(paths, gray, shuffle, backend, resize_width, resize_height, check_si
         labels_file = f"{os.path.normpath(db_name)}_labels.txt"
         with open(labels_file, "w", encoding="utf-8") as handle:
             handle.write("".join(f"{name}\n" for name in classes))
-        click.echo(f"Wrote the {len(classes)} class names (label order) to {labels_file}")
+        log_line(f"Wrote the {len(classes)} class names (label order) to {labels_file}")
     summary = f"Wrote {written} records to {db_name} in {time.perf_counter() - started:.1f} s"
     if skipped:
         summary += f"; skipped {len(skipped)} unreadable: {', '.join(skipped[:5])}"
         summary += ", ..." if len(skipped) > 5 else ""
-    click.echo(summary)
+    log_line(summary)

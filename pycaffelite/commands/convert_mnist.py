@@ -6,6 +6,7 @@ from tqdm import tqdm
 
 from ..errors import NotSupportedError
 from ..io.mnist import convert_mnist
+from . import log_line
 
 
 @click.command("convert_mnist")
@@ -23,6 +24,6 @@ def command(images, labels, db_name, backend):
         raise NotSupportedError(f'--backend {backend} is not supported; use --backend lmdb')
     with tqdm(unit=" digits", disable=not sys.stderr.isatty(), leave=False) as bar:
         count, rows, cols = convert_mnist(images, labels, db_name, progress=bar.update)
-    click.echo(f"A total of {count} items.")
-    click.echo(f"Rows: {rows} Cols: {cols}")
-    click.echo(f"Processed {count} files.")
+    log_line(f"A total of {count} items.")
+    log_line(f"Rows: {rows} Cols: {cols}")
+    log_line(f"Processed {count} files.")

@@ -11,7 +11,7 @@ FILES = Path(__file__).resolve().parent.parent / "data" / "files"
 
 def test_mean_file_equals_caffes(tmp_path, capsys):
     main(["compute_image_mean", str(FILES / "lmdb_rgb" / "db"), str(tmp_path / "mean.binaryproto")])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert (tmp_path / "mean.binaryproto").read_bytes() == (FILES / "mean.binaryproto").read_bytes()
     for line in ("Processed 24 files.", "Number of channels: 3", "mean_value channel [0]: 82.3334",
                  "mean_value channel [1]: 93.6838", "mean_value channel [2]: 126.818"):
@@ -23,7 +23,7 @@ def test_mean_values_and_without_output(capsys):
     images = np.load(FILES / "mnist_lmdb" / "expected.npz")["images"]
     np.testing.assert_allclose(mean, images.mean(axis=0), rtol=1e-6)
     main(["compute_image_mean", str(FILES / "mnist_lmdb" / "db")])
-    assert "Number of channels: 1" in capsys.readouterr().out
+    assert "Number of channels: 1" in capsys.readouterr().err
 
 
 def test_images_of_differing_sizes(capsys):

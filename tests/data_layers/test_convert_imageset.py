@@ -33,7 +33,7 @@ def run(capsys, *args):
 def test_same_records_as_caffe(tmp_path, capsys, monkeypatch, flags, reference):
     monkeypatch.chdir(FILES)
     out = run(capsys, *flags, "images/", "images/list.txt", tmp_path / "db")
-    assert "A total of 24 images." in out.out and "Processed 24 files." in out.out
+    assert "A total of 24 images." in out.err and "Processed 24 files." in out.err
     assert records(tmp_path / "db") == records(FILES / reference / "db")  # byte for byte
     assert [p.name for p in tmp_path.iterdir()] == ["db"]
 
@@ -41,7 +41,7 @@ def test_same_records_as_caffe(tmp_path, capsys, monkeypatch, flags, reference):
 def test_folder_mode_labels_in_sorted_class_order(tmp_path, capsys):
     out = run(capsys, "--resize_height=16", "--resize_width=16", "--shuffle", FILES / "images",
               tmp_path / "db")
-    assert "Wrote 24 records" in out.out
+    assert "Wrote 24 records" in out.err
     assert (tmp_path / "db_labels.txt").read_text().split() == ["astronaut", "cat", "coffee", "rocket"]
     seen = {}
     for key, value in records(tmp_path / "db"):
@@ -60,7 +60,7 @@ def test_unreadable_images_are_skipped_with_a_warning(tmp_path, capsys):
     (tmp_path / "list.txt").write_text("a.jpg 1\nbroken.jpg 2\nmissing.png 3\na.jpg 4\n")
     out = run(capsys, f"{tmp_path}/", tmp_path / "list.txt", tmp_path / "db")
     assert "broken.jpg" in out.err and "missing.png" in out.err and "skipped" in out.err
-    assert "skipped 2 unreadable" in out.out
+    assert "skipped 2 unreadable" in out.err
     # keys keep the line numbers, as Caffe's tool writes them
     assert [key for key, _ in records(tmp_path / "db")] == [b"00000000_a.jpg", b"00000003_a.jpg"]
 

@@ -45,7 +45,7 @@ def test_records_equal_caffes(tmp_path, compress):
 def test_command_log(tmp_path, capsys):
     images, labels = idx_files(tmp_path, True, count=3)
     main(["convert_mnist", str(images), str(labels), str(tmp_path / "db")])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "A total of 3 items." in out and "Rows: 28 Cols: 28" in out and "Processed 3 files." in out
 
 
