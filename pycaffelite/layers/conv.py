@@ -155,11 +155,8 @@ class _ConvolutionBase(Layer):
         # Image side S and column side O of the underlying convolution.
         self.s_shape, self.o_shape = (out_spatial, in_spatial) if self.transposed \
             else (in_spatial, out_spatial)
-        self.s_count = int(np.prod(self.s_shape, dtype=np.int64))
         self.o_count = int(np.prod(self.o_shape, dtype=np.int64))
         self.kernel_dim = (self.ci // self.group) * int(np.prod(self.kernel, dtype=np.int64))
-        col_per_image = self.kernel_dim * self.group * self.o_count
-        self.chunk = max(1, min(self.num, COLUMN_BUDGET // max(col_per_image, 1)))
         # Memory order of a chunk's images in the padded, column and side buffers. Innermost, a
         # kernel offset's window moves in runs of (last spatial axis x n) contiguous values, which
         # makes im2col/col2im several times faster, but the side and the image then need
@@ -168,7 +165,30 @@ class _ConvolutionBase(Layer):
         # break-even of the faster im2col/col2im against the transposes); else outermost.
         self.images_inner = (all(s == 1 for s in self.stride)
                              and self.kernel_dim * self.group >= 3 * self.co)
+        self._column_geometry()
+        col_per_image = self.col_rows * self.group * self.col_count
+        self.chunk = max(1, min(self.num, COLUMN_BUDGET // max(col_per_image, 1)))
         self._allocate_buffers()
+
+    def _column_geometry(self):
+        """What the column buffer holds: the full im2col, or with images innermost and a kernel
+        taller than 1 on the first spatial axis, the im2col over the other axes only, keeping
+        that axis whole. Rows o_1 + j d_1 of such a column, for o_1 < O_1, are the rows kernel row j
+        reads, and (images and later axes being inner) they are a contiguous block of GEMM
+        columns: so the GEMMs run once per kernel row j ("shift") on a window of the column
+        instead of once on a column k_1 times larger."""
+        shift = self.images_inner and self.num_spatial > 0 and self.kernel[0] > 1
+        self.shifts = self.kernel[0] if shift else 1
+        if shift:
+            self.col_kernel = (1,) + self.kernel[1:]
+            self.col_stride = (1,) + self.stride[1:]
+            self.col_dilation = (1,) + self.dilation[1:]
+            self.col_shape = (self.s_shape[0] + 2 * self.pad[0],) + self.o_shape[1:]
+        else:
+            self.col_kernel, self.col_stride, self.col_dilation = self.kernel, self.stride, self.dilation
+            self.col_shape = self.o_shape
+        self.col_rows = (self.ci // self.group) * int(np.prod(self.col_kernel, dtype=np.int64))
+        self.col_count = int(np.prod(self.col_shape, dtype=np.int64))
 
     # -- buffers -------------------------------------------------------------------------------
     def _allocate_buffers(self):
@@ -179,9 +199,13 @@ class _ConvolutionBase(Layer):
         chunk = self.chunk
         self.padded_shape = tuple(s + 2 * q for s, q in zip(self.s_shape, self.pad))
         padded_size = self.ci * int(np.prod(self.padded_shape, dtype=np.int64)) * chunk
-        col_size = self.kernel_dim * self.group * chunk * self.o_count
+        col_size = self.col_rows * self.group * chunk * self.col_count
         side_size = self.co * chunk * self.o_count
-        key = (xp, col_size, side_size, padded_size, self.co, self.kernel_dim)
+        weights = (self.shifts, self.group, self.co // self.group, self.col_rows)
+        # a shift's GEMM result before it is added: a side chunk, or a column window
+        window_size = max(side_size, self.col_rows * self.group * chunk * self.o_count) \
+            if self.shifts > 1 else 0
+        key = (xp, col_size, side_size, padded_size, weights)
         if self._buffers is not None and self._buffers["key"] == key:
             return
         # Images outermost and no pad: im2col reads the blob itself, col2im writes it.
@@ -193,7 +217,11 @@ class _ConvolutionBase(Layer):
             "side": xp.empty(side_size, self.dtype),
             "pad_in": xp.empty(padded_size, self.dtype) if use_padded else None,
             "pad_out": xp.empty(padded_size, self.dtype) if use_padded else None,
-            "dw": xp.empty((self.group, self.co // self.group, self.kernel_dim), self.dtype),
+            "window": xp.empty(window_size, self.dtype),
+            "shifted_weight": xp.empty(weights, self.dtype),
+            "dw": xp.empty((self.group, self.col_rows, self.co // self.group), self.dtype),
+            "shifted_dw": xp.empty((self.shifts, self.group, self.col_rows, self.co // self.group),
+                                   self.dtype),
         }
         self._zero_border_images = None  # the n whose layout pad_in's zero border is laid out for
 
@@ -212,13 +240,32 @@ class _ConvolutionBase(Layer):
     def _grouped_weight(self):
         return self.blobs[0].read_data().reshape(self.group, self.co // self.group, self.kernel_dim)
 
+    def _shifted_weight(self):
+        """The weights as (shifts, G, Co/G, column rows): per kernel row j of the first spatial
+        axis when shifting (a copy into a buffer), else the grouped weights as they are."""
+        if self.shifts == 1:
+            return self._grouped_weight()[None]
+        cog, cig = self.co // self.group, self.ci // self.group
+        weight = self.blobs[0].read_data().reshape(self.group, cog, cig, self.shifts, -1)
+        shifted = self._buffer("shifted_weight")
+        shifted.reshape(self.shifts, self.group, cog, cig, -1)[...] = weight.transpose(3, 0, 1, 2, 4)
+        return shifted
+
+    def _window(self, j, n):
+        """The GEMM columns of a column matrix (for n images) that shift j multiplies."""
+        if self.shifts == 1:
+            return slice(0, n * self.col_count)
+        run = self.o_count // self.o_shape[0] * n  # GEMM columns per row of the first axis
+        start = j * self.dilation[0] * run
+        return slice(start, start + self.o_shape[0] * run)
+
     def _bias(self, ndim):
         """The bias shaped to broadcast over axis 0 of a channels-first array of ndim axes."""
         return self.blobs[1].read_data().reshape((-1,) + (1,) * (ndim - 1))
 
-    def _chunks(self, size):
-        for n0 in range(0, self.num, size):
-            yield n0, min(size, self.num - n0)
+    def _chunks(self):
+        for n0 in range(0, self.num, self.chunk):
+            yield n0, min(self.chunk, self.num - n0)
 
     def _padded(self, name, n):
         """Padded buffer `name` for n images as a logical (Ci, *Sp, n) view, or None. pad_in keeps
@@ -235,14 +282,19 @@ class _ConvolutionBase(Layer):
         return physical if self.images_inner else self.xp.moveaxis(physical, 1, -1)
 
     def _column_buffer(self, n):
-        """The column buffer for n images: its logical (Ci, *K, *O, n) view and its
-        (G, Ci/G prod(K), prod(O) n) matrix."""
-        flat = self._buffer("col")[:self.kernel_dim * self.group * n * self.o_count]
-        matrix = flat.reshape(self.group, self.kernel_dim, n * self.o_count)
+        """The column buffer for n images: its logical (Ci, *K', *O', n) view (K', O' from
+        `_column_geometry`) and its (G, column rows, prod(O') n) matrix."""
+        flat = self._buffer("col")[:self.col_rows * self.group * n * self.col_count]
+        matrix = flat.reshape(self.group, self.col_rows, n * self.col_count)
         if self.images_inner:
-            return flat.reshape((self.ci,) + self.kernel + self.o_shape + (n,)), matrix
-        logical = flat.reshape((self.ci,) + self.kernel + (n,) + self.o_shape)
+            return flat.reshape((self.ci,) + self.col_kernel + self.col_shape + (n,)), matrix
+        logical = flat.reshape((self.ci,) + self.col_kernel + (n,) + self.col_shape)
         return self.xp.moveaxis(logical, 1 + self.num_spatial, -1), matrix
+
+    def _window_buffer(self, rows, n):
+        """A (G, rows, prod(O) n) matrix for one shift's GEMM result."""
+        size = self.group * rows * self.o_count * n
+        return self._buffer("window")[:size].reshape(self.group, rows, self.o_count * n)
 
     def _side_order(self, chunk):
         """A (n, Co, P) chunk of the column side as a view in the side matrix's column order."""
@@ -270,7 +322,7 @@ class _ConvolutionBase(Layer):
         if padded is not None:
             interior(padded, self.pad)[...] = source
             source = padded
-        im2col(source, self.kernel, self.stride, self.dilation, column)
+        im2col(source, self.col_kernel, self.col_stride, self.col_dilation, column)
         return matrix
 
     def _add_columns_to_image(self, column, image, n0, n, add_bias):
@@ -278,12 +330,13 @@ class _ConvolutionBase(Layer):
         (+ bias if asked)."""
         target = self.xp.moveaxis(image[n0:n0 + n], 0, -1)
         padded = self._padded("pad_out", n)
+        geometry = (self.col_kernel, self.col_stride, self.col_dilation)
         if padded is None:
-            col2im(column, self.kernel, self.stride, self.dilation, target)
+            col2im(column, *geometry, target)
             if add_bias:
                 target += self._bias(target.ndim)
             return
-        col2im(column, self.kernel, self.stride, self.dilation, padded)
+        col2im(column, *geometry, padded)
         source = self.xp.moveaxis(interior(padded, self.pad), -1, 0)
         if add_bias:
             self.xp.add(source, self._bias(source.ndim - 1), out=image[n0:n0 + n])
@@ -299,20 +352,25 @@ class _ConvolutionBase(Layer):
         array[...] = self._side_order(side[n0:n0 + n])
         return matrix
 
-    def _multiply_into_side(self, weight, col, side, n0, n, add_bias):
-        """side[n0:n0+n] = weight . col per group (+ bias), from a (G, Co/G, K) weight and a
-        (G, K, n P) column matrix."""
+    def _multiply_into_side(self, weights, col, side, n0, n, add_bias):
+        """side[n0:n0+n] = the sum over shifts j of weights[j] . col[window j] (+ bias), per
+        group, from (shifts, G, Co/G, rows) weights and a (G, rows, columns) column matrix."""
         xp = self.xp
         if n == 1:
             target = side[n0]
-            xp.matmul(weight, col, out=target.reshape(self.group, self.co // self.group, self.o_count))
+            out = target.reshape(self.group, self.co // self.group, self.o_count)
+        else:
+            array, out = self._side_buffer(n)
+        xp.matmul(weights[0], col[..., self._window(0, n)], out=out)
+        for j in range(1, self.shifts):
+            term = self._window_buffer(self.co // self.group, n)
+            xp.matmul(weights[j], col[..., self._window(j, n)], out=term)
+            out += term
+        if n == 1:
             if add_bias:
                 target += self._bias(2)
-            return
-        array, matrix = self._side_buffer(n)
-        xp.matmul(weight, col, out=matrix)
         # (written in the blob's memory order: a ufunc writing through a transposed view is slow)
-        if add_bias:
+        elif add_bias:
             xp.add(self._side_chunk(array), self._bias(2), out=side[n0:n0 + n])
         else:
             side[n0:n0 + n] = self._side_chunk(array)
@@ -321,41 +379,59 @@ class _ConvolutionBase(Layer):
     def _forward_direction(self, image, side, add_bias):
         """side (N, Co, P) = W . col(image (N, Ci, *S)) (+ bias)."""
         xp = self.xp
-        weight = self._grouped_weight()
         if self.is_1x1:
             out = side.reshape(self.num, self.group, self.co // self.group, self.o_count)
-            xp.matmul(weight, image.reshape(out.shape[:2] + (-1, self.o_count)), out=out)
+            xp.matmul(self._grouped_weight(), image.reshape(out.shape[:2] + (-1, self.o_count)),
+                      out=out)
             if add_bias:
                 side += self._bias(2)
             return
-        for n0, n in self._chunks(self.chunk):
-            self._multiply_into_side(weight, self._columns(image, n0, n), side, n0, n, add_bias)
+        weights = self._shifted_weight()
+        for n0, n in self._chunks():
+            self._multiply_into_side(weights, self._columns(image, n0, n), side, n0, n, add_bias)
 
     def _data_direction(self, side, image, add_bias):
         """image (N, Ci, *S) = col2im(W^T . side (N, Co, P)) (+ bias)."""
         xp = self.xp
-        weight_t = self._grouped_weight().swapaxes(1, 2)
         if self.is_1x1:
             out = image.reshape(self.num, self.group, self.ci // self.group, self.o_count)
-            xp.matmul(weight_t, side.reshape(out.shape[:2] + (-1, self.o_count)), out=out)
+            xp.matmul(self._grouped_weight().swapaxes(1, 2),
+                      side.reshape(out.shape[:2] + (-1, self.o_count)), out=out)
             if add_bias:
                 image += self._bias(image.ndim - 1)
             return
-        for n0, n in self._chunks(self.chunk):
+        weights_t = self._shifted_weight().swapaxes(2, 3)
+        for n0, n in self._chunks():
             column, matrix = self._column_buffer(n)
-            xp.matmul(weight_t, self._side_matrix(side, n0, n), out=matrix)
+            side_matrix = self._side_matrix(side, n0, n)
+            # shift 0 writes its window, the columns after it start at 0, later shifts add
+            first = self._window(0, n)
+            xp.matmul(weights_t[0], side_matrix, out=matrix[..., first])
+            matrix[..., first.stop:] = 0
+            for j in range(1, self.shifts):
+                term = self._window_buffer(self.col_rows, n)
+                xp.matmul(weights_t[j], side_matrix, out=term)
+                matrix[..., self._window(j, n)] += term
             self._add_columns_to_image(column, image, n0, n, add_bias)
 
     def _add_weight_gradient(self, image, side):
-        """dW += side (N, Co, P) . col(image (N, Ci, *S))^T, summed over the images."""
+        """dW += side (N, Co, P) . col(image (N, Ci, *S))^T, summed over the images.
+
+        Computed transposed, as col . side^T per shift into (shifts, G, rows, Co/G): BLAS runs
+        this long-and-thin product markedly faster than side . col^T (measured 1.6x)."""
         xp = self.xp
-        dweight = self.blobs[0].write_diff().reshape(self.group, self.co // self.group,
-                                                     self.kernel_dim)
         product = self._buffer("dw")
-        for n0, n in self._chunks(self.chunk):
+        total = self._buffer("shifted_dw")
+        total[...] = 0
+        for n0, n in self._chunks():
             col = self._columns(image, n0, n)
-            xp.matmul(self._side_matrix(side, n0, n), col.swapaxes(1, 2), out=product)
-            dweight += product
+            side_t = self._side_matrix(side, n0, n).swapaxes(1, 2)
+            for j in range(self.shifts):
+                xp.matmul(col[..., self._window(j, n)], side_t, out=product)
+                total[j] += product
+        cog, cig = self.co // self.group, self.ci // self.group
+        dweight = self.blobs[0].write_diff().reshape(self.group, cog, cig, self.shifts, -1)
+        dweight += total.reshape(self.shifts, self.group, cig, -1, cog).transpose(1, 4, 2, 0, 3)
 
     def _add_bias_gradient(self, top_diff):
         """db += the sum of the top diff over the num and spatial axes."""

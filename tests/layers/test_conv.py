@@ -173,19 +173,23 @@ def test_convolution_several_bottoms_share_weights():
                                    rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("params,shape", [
-    ("num_output: 3 kernel_size: 3", (2, 3, 5, 4)),
-    ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", (2, 4, 5, 5)),
-    ("num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 2 stride_h: 2 stride_w: 1", (1, 2, 5, 4)),
-    ("num_output: 2 kernel_size: 2 dilation: 2 pad: 1", (2, 2, 5, 5)),
-    ("num_output: 2 bias_term: false kernel_size: 2 pad: 1 stride: 2", (1, 2, 3, 4, 3)),
-    ("num_output: 4 kernel_size: 1 group: 2", (2, 4, 3, 3)),
-    ("num_output: 2 kernel_size: 2 axis: 2", (2, 1, 2, 3, 3)),
+@pytest.mark.parametrize("params,shape,shifts", [
+    ("num_output: 3 kernel_size: 3", (2, 3, 5, 4), 3),
+    ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", (2, 4, 5, 5), 1),
+    ("num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 2 stride_h: 2 stride_w: 1", (1, 2, 5, 4), 1),
+    ("num_output: 2 kernel_size: 2 dilation: 2 pad: 1", (2, 2, 5, 5), 2),
+    ("num_output: 2 bias_term: false kernel_size: 2 pad: 1 stride: 2", (1, 2, 3, 4, 3), 1),
+    ("num_output: 2 kernel_size: 2 kernel_size: 3 kernel_size: 2 pad: 1 dilation: 2 dilation: 1 "
+     "dilation: 1", (1, 3, 4, 3, 3), 2),
+    ("num_output: 2 kernel_size: 3 pad: 1 group: 2", (2, 2, 6), 3),
+    ("num_output: 4 kernel_size: 1 group: 2", (2, 4, 3, 3), 1),
+    ("num_output: 2 kernel_size: 2 axis: 2", (2, 1, 2, 3, 3), 2),
 ])
-def test_convolution_gradient(params, shape):
+def test_convolution_gradient(params, shape, shifts):
     layer = conv_layer(params)
     bottom = [gaussian_blob(shape)]
     GradientChecker(1e-2, 1e-3).check_gradient_exhaustive(layer, bottom, empty_tops(1))
+    assert layer.shifts == shifts  # GEMMs per kernel row on column windows, or one on the full column
 
 
 def test_convolution_gradient_two_bottoms():
@@ -216,8 +220,8 @@ def test_chunking_gives_the_same_results(monkeypatch, params, images_inner, imag
 
     layer, expected = run()
     assert layer.chunk == 5 and layer.images_inner == images_inner
-    monkeypatch.setattr(conv, "COLUMN_BUDGET", images_per_chunk * layer.kernel_dim * layer.group
-                        * layer.o_count)
+    monkeypatch.setattr(conv, "COLUMN_BUDGET", images_per_chunk * layer.col_rows * layer.group
+                        * layer.col_count)
     layer, got = run()
     assert layer.chunk == images_per_chunk
     for a, b in zip(got, expected):
@@ -359,16 +363,18 @@ def test_deconvolution_forward_hand_computed():
     np.testing.assert_allclose(top[0].data, [[[[10.5, 102.5, 20.5]]]])
 
 
-@pytest.mark.parametrize("params,shape", [
-    ("num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2", (2, 2, 3, 3)),
+@pytest.mark.parametrize("params,shape,shifts", [
+    ("num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2", (2, 2, 3, 3), 1),
     ("num_output: 2 bias_term: false kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 dilation: 2",
-     (1, 2, 3, 2)),
-    ("num_output: 2 kernel_size: 2 stride: 2", (1, 2, 2, 2, 2)),
-    ("num_output: 3 kernel_size: 1", (2, 2, 2, 3)),
+     (1, 2, 3, 2), 1),
+    ("num_output: 2 kernel_size: 2 stride: 2", (1, 2, 2, 2, 2), 1),
+    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (2, 2, 3, 3), 3),
+    ("num_output: 3 kernel_size: 1", (2, 2, 2, 3), 1),
 ])
-def test_deconvolution_gradient(params, shape):
+def test_deconvolution_gradient(params, shape, shifts):
     layer = conv_layer(params, kind="Deconvolution")
     GradientChecker(1e-2, 1e-3).check_gradient_exhaustive(layer, [gaussian_blob(shape)], empty_tops(1))
+    assert layer.shifts == shifts
 
 
 def test_deconvolution_is_the_adjoint_of_convolution(any_mode):
