@@ -205,7 +205,7 @@ class _ConvolutionBase(Layer):
         # a shift's GEMM result before it is added: a side chunk, or a column window
         window_size = max(side_size, self.col_rows * self.group * chunk * self.o_count) \
             if self.shifts > 1 else 0
-        key = (xp, col_size, side_size, padded_size, weights)
+        key = (xp, chunk, self.images_inner, self.padded_shape, col_size, side_size, weights)
         if self._buffers is not None and self._buffers["key"] == key:
             return
         # Images outermost and no pad: im2col reads the blob itself, col2im writes it.

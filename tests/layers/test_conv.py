@@ -305,6 +305,22 @@ def test_convolution_bad_parameters(params, shape, message):
     assert 'layer "test" (Convolution)' in str(info.value)
 
 
+@pytest.mark.parametrize("num_output,images_inner", [(3, True), (12, False)])
+def test_reshape_to_another_shape_of_the_same_size(num_output, images_inner):
+    """Buffers laid out for one spatial shape are not reused for another one of the same size."""
+    layer = conv_layer(f"num_output: {num_output} kernel_size: 3 pad: 1")
+    bottom, top = setup(layer, (2, 3, 6, 8))
+    assert layer.images_inner == images_inner
+    layer.forward(bottom, top)
+    w, b = params_of(layer)
+    for shape in ((2, 3, 8, 6), (1, 3, 8, 12), (2, 3, 6, 8)):
+        x = gaussian_blob(shape, seed=4)
+        layer.reshape([x], top)
+        layer.forward([x], top)
+        np.testing.assert_allclose(top[0].data, reference_conv(x.data, w, b, (1, 1), (1, 1), (1, 1), 1),
+                                   rtol=1e-12, atol=1e-12)
+
+
 def test_convolution_bad_bottoms():
     layer = conv_layer("num_output: 2 kernel_size: 3")
     bottom, top = setup(layer, (1, 2, 6, 6))
@@ -330,6 +346,8 @@ DECONV_CASES = [
     ("num_output: 4 group: 4 bias_term: false kernel_size: 4 stride: 2 pad: 1", (2, 4, 5, 4), (2, 2),
      (1, 1), (1, 1), 4, (2, 4, 10, 8)),
     ("num_output: 2 kernel_size: 1", (2, 3, 3, 4), (1, 1), (0, 0), (1, 1), 1, (2, 2, 3, 4)),
+    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (2, 2, 3, 4), (1, 1), (1, 1), (2, 2), 1,
+     (2, 3, 5, 6)),
     ("num_output: 2 kernel_size: 2 stride: 2 pad: 1", (1, 2, 3, 2, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1), 1,
      (1, 2, 4, 2, 4)),
 ]
