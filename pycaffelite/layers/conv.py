@@ -15,9 +15,10 @@ its image is its top and its bottom is the column side.
 Speed: images are processed in chunks of n; one chunk's im2col columns form a
 (Ci prod(k), prod(O) n) matrix so that each group needs one GEMM per chunk (np.matmul on float32
 calls BLAS sgemm). Chunks are sized so the column buffer stays cache-sized (COLUMN_BUDGET), the
-buffers' memory order is picked per layer (`images_inner` in reshape), and 1x1 convolutions with
-stride 1 and no pad skip im2col in the forward and data directions altogether (one batched
-matmul over the images).
+buffers' memory order is picked per layer (`images_inner` in reshape), stride-1 layers im2col
+all but the first spatial axis and run one GEMM per kernel row on shifted windows instead
+(`_column_geometry`), and 1x1 convolutions with stride 1 and no pad skip im2col in the forward
+and data directions altogether (one batched matmul over the images).
 """
 import numpy as np
 
@@ -96,6 +97,8 @@ class _ConvolutionBase(Layer):
       forward direction     Y = W . col(X)                     (Convolution forward)
       data direction        X = col2im(W^T . Y)                (Deconvolution forward)
       weight gradient      dW += Y . col(X)^T
+    Where the column holds only a partial im2col (see `_column_geometry`), each product is a sum
+    over the kernel rows j of products of W's slice j with a window of the column.
     """
 
     min_bottom = 1

@@ -175,12 +175,12 @@ def test_convolution_several_bottoms_share_weights():
 
 @pytest.mark.parametrize("params,shape,shifts", [
     ("num_output: 3 kernel_size: 3", (2, 3, 5, 4), 3),
-    ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", (2, 4, 5, 5), 1),
+    ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", (1, 4, 5, 5), 1),
     ("num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 2 stride_h: 2 stride_w: 1", (1, 2, 5, 4), 1),
     ("num_output: 2 kernel_size: 2 dilation: 2 pad: 1", (2, 2, 5, 5), 2),
     ("num_output: 2 bias_term: false kernel_size: 2 pad: 1 stride: 2", (1, 2, 3, 4, 3), 1),
     ("num_output: 2 kernel_size: 2 kernel_size: 3 kernel_size: 2 pad: 1 dilation: 2 dilation: 1 "
-     "dilation: 1", (1, 3, 4, 3, 3), 2),
+     "dilation: 1", (1, 2, 4, 3, 3), 2),
     ("num_output: 2 kernel_size: 3 pad: 1 group: 2", (2, 2, 6), 3),
     ("num_output: 4 kernel_size: 1 group: 2", (2, 4, 3, 3), 1),
     ("num_output: 2 kernel_size: 2 axis: 2", (2, 1, 2, 3, 3), 2),
@@ -382,11 +382,11 @@ def test_deconvolution_forward_hand_computed():
 
 
 @pytest.mark.parametrize("params,shape,shifts", [
-    ("num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2", (2, 2, 3, 3), 1),
+    ("num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2", (1, 2, 3, 3), 1),
     ("num_output: 2 bias_term: false kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 dilation: 2",
      (1, 2, 3, 2), 1),
     ("num_output: 2 kernel_size: 2 stride: 2", (1, 2, 2, 2, 2), 1),
-    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (2, 2, 3, 3), 3),
+    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (1, 2, 3, 3), 3),
     ("num_output: 3 kernel_size: 1", (2, 2, 2, 3), 1),
 ])
 def test_deconvolution_gradient(params, shape, shifts):
