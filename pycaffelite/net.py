@@ -11,6 +11,7 @@ Weights are copied in by layer name from .caffemodel (binary NetParameter, also 
 HDF5 layout (`data/<layer>/<i>`), and saved the same ways.
 """
 import collections
+import contextlib
 import logging
 import os
 
@@ -105,7 +106,8 @@ class Net:
                 raise PclError(f'{self.source}: layer "{layer_param.name}": propagate_down has '
                                f"{len(layer_param.propagate_down)} values but the layer has "
                                f"{len(layer_param.bottom)} bottoms; give one per bottom")
-            layer = create_layer(layer_param, phase=self.phase, dtype=self.dtype)
+            with self._naming_the_file():
+                layer = create_layer(layer_param, phase=self.phase, dtype=self.dtype)
             self.layers.append(layer)
             self.layer_names.append(layer_param.name)
             need_backward = False
@@ -151,7 +153,8 @@ class Net:
             self.top_vecs.append(tops)
             self.top_ids.append(top_ids)
 
-            layer.initialize(bottoms, tops)
+            with self._naming_the_file():
+                layer.initialize(bottoms, tops)
             for top_index, blob_id in enumerate(top_ids):
                 self.blob_loss_weights[blob_id] = layer.loss_weights[top_index]
                 log.debug("Top shape: %s (%s)", self.blob_list[blob_id].shape, self.blob_names[blob_id])
@@ -181,6 +184,17 @@ class Net:
         self._blob_name_to_id = blob_name_to_id
         self._share_weights()
         self._build_views()
+
+    @contextlib.contextmanager
+    def _naming_the_file(self):
+        """Prefix a layer's PclError with the net's file, so the message says where to look."""
+        try:
+            yield
+        except PclError as exc:
+            message = str(exc)
+            if message.startswith(self.source):
+                raise
+            raise type(exc)(f"{self.source}: {message}") from None
 
     def _append_param(self, layer_id, param_index):
         layer = self.layers[layer_id]
@@ -296,8 +310,9 @@ class Net:
         """Run layers start..end (inclusive); returns the summed weighted loss."""
         end = len(self.layers) - 1 if end is None else end
         loss = 0.0
-        for layer_id in range(start, end + 1):
-            loss += self.layers[layer_id].forward_loss(self.bottom_vecs[layer_id], self.top_vecs[layer_id])
+        with self._naming_the_file():
+            for layer_id in range(start, end + 1):
+                loss += self.layers[layer_id].forward_loss(self.bottom_vecs[layer_id], self.top_vecs[layer_id])
         return loss
 
     def backward_from_to(self, start=None, end=0):
