@@ -173,23 +173,28 @@ def test_convolution_several_bottoms_share_weights():
                                    rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("params,shape,shifts", [
-    ("num_output: 3 kernel_size: 3", (2, 3, 5, 4), 3),
-    ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", (1, 4, 5, 5), 1),
-    ("num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 2 stride_h: 2 stride_w: 1", (1, 2, 5, 4), 1),
-    ("num_output: 2 kernel_size: 2 dilation: 2 pad: 1", (2, 2, 5, 5), 2),
-    ("num_output: 2 bias_term: false kernel_size: 2 pad: 1 stride: 2", (1, 2, 3, 4, 3), 1),
+@pytest.mark.parametrize("params,shape,shifts,flipped", [
+    ("num_output: 3 kernel_size: 3", (2, 3, 5, 4), 3, True),
+    ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", (1, 4, 5, 5), 1, False),
+    ("num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 2 stride_h: 2 stride_w: 1", (1, 2, 5, 4), 1,
+     False),
+    ("num_output: 2 kernel_size: 2 dilation: 2 pad: 1", (2, 2, 5, 5), 2, True),
+    ("num_output: 2 kernel_size: 2 pad: 2", (1, 3, 3, 4), 2, False),  # pad beyond the kernel
+    ("num_output: 6 group: 3 kernel_h: 2 kernel_w: 3 pad_h: 1 pad_w: 0", (1, 3, 4, 5), 2, True),
+    ("num_output: 2 bias_term: false kernel_size: 2 pad: 1 stride: 2", (1, 2, 3, 4, 3), 1, False),
     ("num_output: 2 kernel_size: 2 kernel_size: 3 kernel_size: 2 pad: 1 dilation: 2 dilation: 1 "
-     "dilation: 1", (1, 2, 4, 3, 3), 2),
-    ("num_output: 2 kernel_size: 3 pad: 1 group: 2", (2, 2, 6), 3),
-    ("num_output: 4 kernel_size: 1 group: 2", (2, 4, 3, 3), 1),
-    ("num_output: 2 kernel_size: 2 axis: 2", (2, 1, 2, 3, 3), 2),
+     "dilation: 1", (1, 2, 4, 3, 3), 2, True),
+    ("num_output: 2 kernel_size: 3 pad: 1 group: 2", (2, 2, 6), 3, True),
+    ("num_output: 4 kernel_size: 1 group: 2", (2, 4, 3, 3), 1, False),
+    ("num_output: 2 kernel_size: 2 axis: 2", (2, 1, 2, 3, 3), 2, True),
 ])
-def test_convolution_gradient(params, shape, shifts):
+def test_convolution_gradient(params, shape, shifts, flipped):
     layer = conv_layer(params)
     bottom = [gaussian_blob(shape)]
     GradientChecker(1e-2, 1e-3).check_gradient_exhaustive(layer, bottom, empty_tops(1))
-    assert layer.shifts == shifts  # GEMMs per kernel row on column windows, or one on the full column
+    # the code paths: GEMMs per kernel row on column windows (shifts > 1), or one on the full
+    # column; the bottom gradient as a convolution with the flipped kernel, or by col2im
+    assert (layer.shifts, layer._flipped is not None) == (shifts, flipped)
 
 
 def test_convolution_gradient_two_bottoms():
@@ -381,18 +386,19 @@ def test_deconvolution_forward_hand_computed():
     np.testing.assert_allclose(top[0].data, [[[[10.5, 102.5, 20.5]]]])
 
 
-@pytest.mark.parametrize("params,shape,shifts", [
-    ("num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2", (1, 2, 3, 3), 1),
+@pytest.mark.parametrize("params,shape,shifts,flipped", [
+    ("num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2", (1, 2, 3, 3), 1, False),
     ("num_output: 2 bias_term: false kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 dilation: 2",
-     (1, 2, 3, 2), 1),
-    ("num_output: 2 kernel_size: 2 stride: 2", (1, 2, 2, 2, 2), 1),
-    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (1, 2, 3, 3), 3),
-    ("num_output: 3 kernel_size: 1", (2, 2, 2, 3), 1),
+     (1, 2, 3, 2), 1, False),
+    ("num_output: 2 kernel_size: 2 stride: 2", (1, 2, 2, 2, 2), 1, False),
+    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (1, 2, 3, 3), 3, True),
+    ("num_output: 4 group: 2 kernel_size: 2 pad: 1", (1, 2, 3, 3), 2, True),
+    ("num_output: 3 kernel_size: 1", (2, 2, 2, 3), 1, False),
 ])
-def test_deconvolution_gradient(params, shape, shifts):
+def test_deconvolution_gradient(params, shape, shifts, flipped):
     layer = conv_layer(params, kind="Deconvolution")
     GradientChecker(1e-2, 1e-3).check_gradient_exhaustive(layer, [gaussian_blob(shape)], empty_tops(1))
-    assert layer.shifts == shifts
+    assert (layer.shifts, layer._flipped is not None) == (shifts, flipped)
 
 
 def test_deconvolution_is_the_adjoint_of_convolution(any_mode):
