@@ -105,6 +105,7 @@ class _ConvolutionBase(Layer):
     min_top = 1
     allows_in_place = False
     transposed = False  # Deconvolution: the bottom is the column side
+    is_mirror = False  # _FlippedConvolution: runs the forward direction only
 
     def setup(self, bottom, top):
         if len(bottom) != len(top):
@@ -134,7 +135,14 @@ class _ConvolutionBase(Layer):
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
         self._buffers = None
-        self._flipped = None
+        # The data direction of a stride-1 convolution is itself a convolution (of the column
+        # side with the flipped kernel); run so, its shifted windows accumulate Ci rows instead
+        # of Ci k_2..k_d, and it needs no col2im. A pad beyond the kernel's reach (a negative
+        # pad there) keeps the col2im route.
+        flippable = (all(s == 1 for s in self.stride) and not self.is_1x1
+                     and all(p < kernel_extent(k, d)
+                             for k, d, p in zip(self.kernel, self.dilation, self.pad)))
+        self._flipped = _FlippedConvolution(self) if flippable else None
 
     def output_spatial_shape(self, in_shape):
         raise NotImplementedError
@@ -160,19 +168,8 @@ class _ConvolutionBase(Layer):
         self.s_shape, self.o_shape = (out_spatial, in_spatial) if self.transposed \
             else (in_spatial, out_spatial)
         self._configure()
-        # The data direction of a stride-1 convolution is itself a convolution (of the column
-        # side with the flipped kernel); run so, its shifted windows accumulate Ci rows instead
-        # of Ci k_2..k_d, and it needs no col2im. A pad beyond the kernel's reach (a negative
-        # pad there) keeps the col2im route.
-        flippable = (all(s == 1 for s in self.stride) and not self.is_1x1
-                     and all(p < kernel_extent(k, d)
-                             for k, d, p in zip(self.kernel, self.dilation, self.pad)))
-        if flippable:
-            if self._flipped is None:
-                self._flipped = _FlippedConvolution(self)
+        if self._flipped is not None:
             self._flipped.configure()
-        else:
-            self._flipped = None
 
     def _configure(self):
         """Derived sizes, buffer layout, chunk size and buffers, from the channels, geometry,
@@ -224,26 +221,27 @@ class _ConvolutionBase(Layer):
         col_size = self.col_rows * self.group * chunk * self.col_count
         side_size = self.co * chunk * self.o_count
         weights = (self.shifts, self.group, self.co // self.group, self.col_rows)
+        col2im_here = self._flipped is None and not self.is_mirror
         # a shift's GEMM result before it is added: a side chunk, or a column window
-        window_size = max(side_size, self.col_rows * self.group * chunk * self.o_count) \
-            if self.shifts > 1 else 0
+        window_size = 0 if self.shifts == 1 else \
+            max(side_size, self.col_rows * self.group * chunk * self.o_count if col2im_here else 0)
         key = (xp, chunk, self.images_inner, self.padded_shape, col_size, side_size, weights)
         if self._buffers is not None and self._buffers["key"] == key:
             return
         # Images outermost and no pad: im2col reads the blob itself, col2im writes it.
         use_padded = self.images_inner or any(self.pad)
+        dw_shape = (self.shifts, self.group, self.col_rows, self.co // self.group)
         self._buffers = {
             "key": key,
             "xp": xp,
             "col": xp.empty(col_size, self.dtype),
             "side": xp.empty(side_size, self.dtype),
             "pad_in": xp.empty(padded_size, self.dtype) if use_padded else None,
-            "pad_out": xp.empty(padded_size, self.dtype) if use_padded else None,
+            "pad_out": xp.empty(padded_size, self.dtype) if use_padded and col2im_here else None,
             "window": xp.empty(window_size, self.dtype),
             "shifted_weight": xp.empty(weights, self.dtype),
-            "dw": xp.empty((self.group, self.col_rows, self.co // self.group), self.dtype),
-            "shifted_dw": xp.empty((self.shifts, self.group, self.col_rows, self.co // self.group),
-                                   self.dtype),
+            "dw": None if self.is_mirror else xp.empty(dw_shape[1:], self.dtype),
+            "shifted_dw": None if self.is_mirror else xp.empty(dw_shape, self.dtype),
         }
         self._zero_border_images = None  # the n whose layout pad_in's zero border is laid out for
 
@@ -475,21 +473,24 @@ class _ConvolutionBase(Layer):
 
 
 class _FlippedConvolution(_ConvolutionBase):
-    """The data direction of a stride-1 convolution as a forward direction: with the same
-    dilation d and q = d (k - 1) - p on each axis,
+    """The data direction of a stride-1 convolution as a forward direction. With kernel size K,
+    dilation d and pad p on an axis, and q = d (K - 1) - p:
 
         image[n, c, i] = sum_{m, k} W[m, c, k] side_padded[n, m, i + q - k d]
-                       = sum_{m, k'} W'[c, m, k'] side_padded[n, m, i + k' d],
+                       = sum_{m, j} W'[c, m, j] side_padded[n, m, i + j d],   j = K - 1 - k,
 
-    a convolution of the side, padded by q, with W'[c, m, k'] = W[m, c, k - 1 - k'] (channel axes
-    swapped per group, kernel flipped). Not a layer of a net: it works for `owner`, with a copy of
-    its flipped weights and its bias."""
+    a convolution of the side, padded by q, with W'[c, m, j] = W[m, c, K - 1 - j] (channel axes
+    swapped within each group, kernel flipped). Not a layer of a net: it works for `owner`, with
+    a flipped copy of the owner's weights (made per pass; weights are small) and its bias."""
+
+    is_mirror = True
 
     def __init__(self, owner):  # not Layer.__init__: no LayerParameter of its own
         self.owner = owner
         self.dtype = owner.dtype
-        self.blobs = [_ArrayHolder(), owner.blobs[1] if owner.bias_term else None]
+        self.blobs = [_ArrayHolder(), None]
         self._buffers = None
+        self._flipped = None
 
     def configure(self):
         o = self.owner
@@ -506,6 +507,7 @@ class _FlippedConvolution(_ConvolutionBase):
         weight = o.blobs[0].read_data().reshape((o.group, o.co // o.group, o.ci // o.group) + o.kernel)
         flipped = weight.swapaxes(1, 2)[(Ellipsis,) + (slice(None, None, -1),) * self.num_spatial]
         self.blobs[0].array = xp.ascontiguousarray(flipped)
+        self.blobs[1] = o.blobs[1] if o.bias_term else None
         self._forward_direction(side.reshape((self.num, self.ci) + self.s_shape),
                                 image.reshape(self.num, self.co, self.o_count), add_bias)
 
