@@ -242,6 +242,9 @@ class _ConvolutionBase(Layer):
             "shifted_weight": xp.empty(weights, self.dtype),
             "dw": None if self.is_mirror else xp.empty(dw_shape[1:], self.dtype),
             "shifted_dw": None if self.is_mirror else xp.empty(dw_shape, self.dtype),
+            # a mirror's weights: the owner's, flipped (see _FlippedConvolution)
+            "weight": xp.empty((self.co, self.ci // self.group) + self.kernel, self.dtype)
+            if self.is_mirror else None,
         }
         self._zero_border_images = None  # the n whose layout pad_in's zero border is laid out for
 
@@ -481,7 +484,7 @@ class _FlippedConvolution(_ConvolutionBase):
 
     a convolution of the side, padded by q, with W'[c, m, j] = W[m, c, K - 1 - j] (channel axes
     swapped within each group, kernel flipped). Not a layer of a net: it works for `owner`, with
-    a flipped copy of the owner's weights (made per pass; weights are small) and its bias."""
+    a flipped copy of the owner's weights (refreshed every pass) and its bias."""
 
     is_mirror = True
 
@@ -503,10 +506,12 @@ class _FlippedConvolution(_ConvolutionBase):
 
     def run(self, side, image, add_bias):
         """The owner's image (N, Ci, *S) from its side (N, Co, P) (+ bias)."""
-        o, xp = self.owner, self.xp
+        o = self.owner
         weight = o.blobs[0].read_data().reshape((o.group, o.co // o.group, o.ci // o.group) + o.kernel)
-        flipped = weight.swapaxes(1, 2)[(Ellipsis,) + (slice(None, None, -1),) * self.num_spatial]
-        self.blobs[0].array = xp.ascontiguousarray(flipped)
+        flipped = self._buffer("weight")
+        flipped.reshape(weight.swapaxes(1, 2).shape)[...] = \
+            weight.swapaxes(1, 2)[(Ellipsis,) + (slice(None, None, -1),) * self.num_spatial]
+        self.blobs[0].array = flipped
         self.blobs[1] = o.blobs[1] if o.bias_term else None
         self._forward_direction(side.reshape((self.num, self.ci) + self.s_shape),
                                 image.reshape(self.num, self.co, self.o_count), add_bias)
