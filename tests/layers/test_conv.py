@@ -174,19 +174,21 @@ def test_convolution_several_bottoms_share_weights():
 
 
 @pytest.mark.parametrize("params,shape,shifts,flipped", [
-    ("num_output: 3 kernel_size: 3", (2, 3, 5, 4), 3, True),
+    ("num_output: 3 kernel_size: 3", (2, 3, 5, 4), 3, False),  # flipping would cost more
+    ("num_output: 3 kernel_size: 3 pad: 1", (2, 3, 5, 4), 3, True),
+    ("num_output: 2 kernel_size: 3 pad: 1", (1, 4, 4, 3), 3, True),
     ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", (1, 4, 5, 5), 1, False),
     ("num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 2 stride_h: 2 stride_w: 1", (1, 2, 5, 4), 1,
      False),
     ("num_output: 2 kernel_size: 2 dilation: 2 pad: 1", (2, 2, 5, 5), 2, True),
     ("num_output: 2 kernel_size: 2 pad: 2", (1, 3, 3, 4), 2, False),  # pad beyond the kernel
-    ("num_output: 6 group: 3 kernel_h: 2 kernel_w: 3 pad_h: 1 pad_w: 0", (1, 3, 4, 5), 2, True),
+    ("num_output: 6 group: 3 kernel_h: 2 kernel_w: 3 pad_h: 1 pad_w: 0", (1, 3, 4, 5), 2, False),
     ("num_output: 2 bias_term: false kernel_size: 2 pad: 1 stride: 2", (1, 2, 3, 4, 3), 1, False),
     ("num_output: 2 kernel_size: 2 kernel_size: 3 kernel_size: 2 pad: 1 dilation: 2 dilation: 1 "
      "dilation: 1", (1, 2, 4, 3, 3), 2, True),
     ("num_output: 2 kernel_size: 3 pad: 1 group: 2", (2, 2, 6), 3, True),
     ("num_output: 4 kernel_size: 1 group: 2", (2, 4, 3, 3), 1, False),
-    ("num_output: 2 kernel_size: 2 axis: 2", (2, 1, 2, 3, 3), 2, True),
+    ("num_output: 2 kernel_size: 2 axis: 2", (2, 1, 2, 3, 3), 2, False),
 ])
 def test_convolution_gradient(params, shape, shifts, flipped):
     layer = conv_layer(params)
@@ -207,6 +209,7 @@ def test_convolution_gradient_two_bottoms():
     ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", False),   # images outermost
     ("num_output: 4 kernel_size: 2 stride: 2", False),                    # ... read in place
     ("num_output: 4 group: 2 kernel_size: 3 pad: 1 dilation: 2", True),   # images innermost
+    ("num_output: 4 group: 2 kernel_size: 3 pad: 1", True),               # ... flipped kernel
     ("num_output: 4 kernel_size: 1", False),                              # 1x1
 ])
 @pytest.mark.parametrize("images_per_chunk", [1, 2])
@@ -353,6 +356,7 @@ DECONV_CASES = [
     ("num_output: 2 kernel_size: 1", (2, 3, 3, 4), (1, 1), (0, 0), (1, 1), 1, (2, 2, 3, 4)),
     ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (2, 2, 3, 4), (1, 1), (1, 1), (2, 2), 1,
      (2, 3, 5, 6)),
+    ("num_output: 3 kernel_size: 3 pad: 1", (2, 2, 3, 4), (1, 1), (1, 1), (1, 1), 1, (2, 3, 3, 4)),
     ("num_output: 2 kernel_size: 2 stride: 2 pad: 1", (1, 2, 3, 2, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1), 1,
      (1, 2, 4, 2, 4)),
 ]
@@ -391,7 +395,8 @@ def test_deconvolution_forward_hand_computed():
     ("num_output: 2 bias_term: false kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 dilation: 2",
      (1, 2, 3, 2), 1, False),
     ("num_output: 2 kernel_size: 2 stride: 2", (1, 2, 2, 2, 2), 1, False),
-    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (1, 2, 3, 3), 3, True),
+    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (1, 2, 3, 3), 3, False),
+    ("num_output: 3 kernel_size: 3 pad: 1", (1, 2, 3, 3), 3, True),
     ("num_output: 4 group: 2 kernel_size: 2 pad: 1", (1, 2, 3, 3), 2, True),
     ("num_output: 3 kernel_size: 1", (2, 2, 2, 3), 1, False),
 ])
