@@ -17,8 +17,10 @@ Speed: images are processed in chunks of n; one chunk's im2col columns form a
 calls BLAS sgemm). Chunks are sized so the column buffer stays cache-sized (COLUMN_BUDGET), the
 buffers' memory order is picked per layer (`images_inner` in reshape), stride-1 layers im2col
 all but the first spatial axis and run one GEMM per kernel row on shifted windows instead
-(`_column_geometry`), and 1x1 convolutions with stride 1 and no pad skip im2col in the forward
-and data directions altogether (one batched matmul over the images).
+(`_column_geometry`), the data direction of suitable stride-1 layers runs as a convolution with
+the flipped kernel (`_FlippedConvolution`), and 1x1 convolutions with stride 1 and no pad skip
+im2col in the forward and data directions altogether (one batched matmul over the images).
+Every choice is checked against direct references and gradient checks in the tests.
 """
 import numpy as np
 
