@@ -6,11 +6,24 @@ same library gives bit-identical pixels to Caffe's `convert_imageset` and ImageD
 
 Arrays returned here are Caffe's blob layout: C x H x W, uint8, BGR channel order.
 """
-import cv2
+import functools
+
 import numpy as np
 
-# What `color` means for decoding: True = 3 channels, False = 1 channel, None = as stored.
-_READ_FLAGS = {True: cv2.IMREAD_COLOR, False: cv2.IMREAD_GRAYSCALE, None: cv2.IMREAD_UNCHANGED}
+
+@functools.cache
+def _cv2():
+    """OpenCV, imported on first use: it brings its own BLAS thread pool and ~17 MB that a net
+    without image input should not pay for."""
+    import cv2  # noqa: PLC0415
+
+    return cv2
+
+
+def _read_flag(color):
+    """What `color` means for decoding: True = 3 channels, False = 1 channel, None = as stored."""
+    cv2 = _cv2()
+    return {True: cv2.IMREAD_COLOR, False: cv2.IMREAD_GRAYSCALE, None: cv2.IMREAD_UNCHANGED}[color]
 
 
 def to_chw(image):
@@ -29,6 +42,7 @@ def to_hwc(image):
 
 def resize(image_chw, height, width):
     """Bilinear resize (cv::resize INTER_LINEAR) of a C x H x W image to height x width."""
+    cv2 = _cv2()
     resized = cv2.resize(to_hwc(image_chw), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
     return to_chw(resized)
 
@@ -41,14 +55,14 @@ def decode(buffer, color=None):
     array = np.frombuffer(buffer, dtype=np.uint8)
     if array.size == 0:
         return None
-    image = cv2.imdecode(array, _READ_FLAGS[color])
+    image = _cv2().imdecode(array, _read_flag(color))
     return None if image is None else to_chw(image)
 
 
 def read_image(path, height=0, width=0, is_color=True):
     """Read an image file as Caffe's ReadImageToCVMat: decoded colour (BGR) or gray, resized to
     height x width when both are positive. Returns C x H x W uint8, or None if unreadable."""
-    image = cv2.imread(str(path), _READ_FLAGS[bool(is_color)])
+    image = _cv2().imread(str(path), _read_flag(bool(is_color)))
     if image is None:
         return None
     image = to_chw(image)
@@ -59,7 +73,7 @@ def read_image(path, height=0, width=0, is_color=True):
 
 def encode(image_chw, encode_type):
     """Encode a C x H x W uint8 image as an image file of type `encode_type` ("png", "jpg", ...)."""
-    ok, buffer = cv2.imencode("." + encode_type, to_hwc(image_chw))
+    ok, buffer = _cv2().imencode("." + encode_type, to_hwc(image_chw))
     if not ok:
         raise ValueError(f"OpenCV cannot encode images as {encode_type!r}")
     return buffer.tobytes()
