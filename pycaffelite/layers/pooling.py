@@ -26,16 +26,19 @@ FLT_MIN = float(np.finfo(np.float32).tiny)
 
 class Workspace:
     """Work arrays kept between calls; one is re-made only when its shape, dtype or array module
-    (numpy/cupy, i.e. the mode) changes. `fill` sets a new array's initial value."""
+    (numpy/cupy, i.e. the mode) changes. `fill` sets a new array's initial value, or `init(array)`
+    fills it."""
 
     def __init__(self):
         self._arrays = {}
 
-    def get(self, xp, name, shape, dtype, fill=None):
+    def get(self, xp, name, shape, dtype, fill=None, init=None):
         array = self._arrays.get(name)
         if (array is None or array.shape != tuple(shape) or array.dtype != dtype
                 or not isinstance(array, xp.ndarray)):
             array = xp.empty(shape, dtype) if fill is None else xp.full(shape, fill, dtype)
+            if init is not None:
+                init(array)
             self._arrays[name] = array
         return array
 
@@ -49,17 +52,99 @@ def pooled_size(size, kernel, stride, pad, ceil_mode=True):
     return out
 
 
+def _offset_dtype(kernel):
+    """The integer type of a window offset 0 .. kernel - 1 (one byte for any usual kernel)."""
+    return np.uint8 if max(kernel) <= 256 else np.uint32
+
+
+class _Phases:
+    """One axis of the window grid, split by stride phase. Buffer cell b (a padded coordinate)
+    = q * stride + r is held at phase r, position q; window o's offset t is then the cell at phase
+    t % stride, position o + t // stride, so one offset of all windows is one contiguous run of
+    its phase. Phases from the kernel size on (kernel < stride) hold no window's cell, and
+    positions from `cells` on hold none either: neither is kept."""
+
+    def __init__(self, size, kernel, stride, pad, out):
+        self.kernel, self.stride = kernel, stride
+        self.phases = min(stride, kernel)
+        self.cells = out + (kernel - 1) // stride
+        # (phase, its positions, the image cells they hold) for each phase holding any
+        self.copies = []
+        for r in range(self.phases):
+            first = max(0, -(-(pad - r) // stride))
+            stop = min(self.cells, -(-(pad + size - r) // stride))
+            if stop > first:
+                start = first * stride + r - pad
+                self.copies.append((r, slice(first, stop),
+                                    slice(start, start + (stop - first - 1) * stride + 1, stride)))
+        self.covers_image = sum(q.stop - q.start for _, q, _ in self.copies) == size
+
+    def terms(self, phases, unit, length):
+        """Each offset's run of `length` positions in `phases` (one flat row per phase), where
+        one position along this axis is `unit` flat elements."""
+        return [phases[t % self.stride, (t // self.stride) * unit:(t // self.stride) * unit + length]
+                for t in range(self.kernel)]
+
+    def spread(self, g, phases, unit):
+        """The transpose of a pass over `terms`: phases[t % stride] gets g added at its offset
+        t's run, for every t; positions no run reaches get 0."""
+        length = g.size
+        for t in range(self.kernel):
+            run = phases[t % self.stride]
+            shift = (t // self.stride) * unit
+            if t < self.stride:          # the phase's first offset, unshifted: sets the phase
+                run[:length] = g
+                run[length:] = 0
+            else:
+                run[shift:shift + length] += g
+
+
+def _running(op, terms, out):
+    """out = op over the terms (running, in order): a window's maximum (fmax) or sum (add)."""
+    if len(terms) == 1:
+        out[...] = terms[0]
+        return
+    op(terms[0], terms[1], out=out)
+    for term in terms[2:]:
+        op(out, term, out=out)
+
+
+def _first_match(xp, terms, best, arg, run, differs):
+    """arg = the first t with terms[t] == best, counted as the number of leading terms that
+    differ from best. The last term is not compared: a window whose maximum is one of its
+    elements ends there; one without (all NaN) gets k - 1, which is never used."""
+    if len(terms) == 1:
+        arg.fill(0)
+        return
+    xp.not_equal(terms[0], best, out=run)
+    arg[...] = run
+    for term in terms[1:-1]:
+        xp.not_equal(term, best, out=differs)
+        run &= differs
+        arg += run
+
+
 class Pooler:
     """One 2-D pooling (MAX, AVE or STOCHASTIC) of (N, C, H, W) arrays, forward and backward.
 
-    Out-of-image elements never count: the input is copied into a buffer padded with -inf (MAX)
-    or 0 (AVE, STOCHASTIC) when a window reaches outside the image. Caffe's corner cases follow:
-    a window lying wholly outside the image (ceil mode, pad 0) gives -FLT_MAX with mask -1 (MAX),
-    0/0 = NaN (AVE), 0 (STOCHASTIC).
+    Out-of-image elements never count: they are -inf (MAX) or 0 (AVE, STOCHASTIC) in the
+    buffers the input is copied into. Caffe's corner cases follow: a window lying wholly outside
+    the image (ceil mode, pad 0) gives -FLT_MAX with mask -1 (MAX), 0/0 = NaN (AVE), 0
+    (STOCHASTIC).
 
-    Speed: a strided window slice is slow to traverse (short rows), so MAX and STOCHASTIC first
-    copy each offset's slice into a contiguous array, and AVE sums separably (kw column offsets,
-    then kh row offsets).
+    MAX and AVE copy the input into a buffer split by stride phase along both axes (`_Phases`),
+    (column phase, row phase, N, C, rows / sh, cols / sw), where every kernel offset of all
+    windows is one contiguous run; each step is then one pass over a flat contiguous array, at
+    window starts only (strided window slices are several times slower to traverse). Separably:
+    along the rows, c = op over the kw column offsets (for every row), then r = op over the kh
+    row offsets of c; r at the window starts is the output (AVE then divides by the window size).
+    MAX takes Caffe's first maximum in row-major order: the first row of the window whose
+    maximum is the window's maximum, and the first column of that row holding it. It keeps both
+    offsets per window (one byte each); backward adds the top diffs at those cells with one
+    unbuffered scatter-add (`add.at`) in window order, so cells shared by overlapping windows sum
+    in the order Caffe sums them. AVE's backward runs the passes transposed (`_Phases.spread`).
+    STOCHASTIC visits the kh * kw offsets in turn (each offset's elements of all windows form
+    one strided slice of a padded copy of the input).
     """
 
     def __init__(self, method, image_hw, kernel, stride, pad, ceil_mode, dtype):
@@ -71,94 +156,270 @@ class Pooler:
         self.out_hw = (pooled_size(self.height, kh, sh, ph, ceil_mode),
                        pooled_size(self.width, kw, sw, pw, ceil_mode))
         oh, ow = self.out_hw
-        # Buffer rows/cols, in padded coordinates: the image and every window must fit.
-        self.buffer_hw = (max(ph + self.height, (oh - 1) * sh + kh),
-                          max(pw + self.width, (ow - 1) * sw + kw))
-        self.direct = (ph, pw) == (0, 0) and self.buffer_hw == (self.height, self.width)
-        row_slices = [slice(i, i + (oh - 1) * sh + 1, sh) for i in range(kh)]
-        col_slices = [slice(j, j + (ow - 1) * sw + 1, sw) for j in range(kw)]
-        # Offset k = i * kw + j (row-major, Caffe's scan order) selects slices[k] of every window.
-        self.slices = [(Ellipsis, rows, cols) for rows in row_slices for cols in col_slices]
-        self.row_slices = [(Ellipsis, rows, slice(None)) for rows in row_slices]
-        self.col_slices = [(Ellipsis, cols) for cols in col_slices]
-        self.starts_h = np.arange(oh) * sh - ph
-        self.starts_w = np.arange(ow) * sw - pw
+        self.rows = _Phases(self.height, kh, sh, ph, oh)
+        self.cols = _Phases(self.width, kw, sw, pw, ow)
+        self.cells = (self.rows.cells, self.cols.cells)
+        self.offset_dtype = _offset_dtype(kernel)
+        starts_h = np.arange(oh) * sh - ph
+        starts_w = np.arange(ow) * sw - pw
+        # Image index h * W + w of each window's top-left cell (outside the image when padded).
+        self.origin = starts_h[:, None] * self.width + starts_w[None, :]
         # AVE divisor: the window clipped to the padded image (Caffe's pool_size). A zero size
         # becomes NaN so the empty window's 0 sum gives Caffe's 0/0 = NaN without a warning.
-        size_h = np.minimum(self.starts_h + kh, self.height + ph) - self.starts_h
-        size_w = np.minimum(self.starts_w + kw, self.width + pw) - self.starts_w
+        size_h = np.minimum(starts_h + kh, self.height + ph) - starts_h
+        size_w = np.minimum(starts_w + kw, self.width + pw) - starts_w
         divisor = np.outer(size_h, size_w).astype(self.dtype)
         divisor[divisor == 0] = np.nan
         self.divisor = divisor
+        # STOCHASTIC: a padded copy of the input, (buffer_h, buffer_w) per image, where offset
+        # k = i * kw + j (row-major, Caffe's scan order) of all windows is slices[k].
+        self.buffer_hw = (max(ph + self.height, (oh - 1) * sh + kh),
+                          max(pw + self.width, (ow - 1) * sw + kw))
+        self.slices = [(Ellipsis, slice(i, i + (oh - 1) * sh + 1, sh), slice(j, j + (ow - 1) * sw + 1, sw))
+                       for i in range(kh) for j in range(kw)]
+        self.all_valid = True
         self.work = Workspace()
+        self._allocated = None
 
     # -- buffers -------------------------------------------------------------------------------
-    def _get(self, xp, name, shape, fill=None, dtype=None):
+    def _get(self, xp, name, shape, fill=0, dtype=None):
+        """A work array, zero when made unless `fill` says otherwise: parts of the phase buffers
+        no window reads still take part in the flat passes and must hold finite values."""
         return self.work.get(xp, name, shape, self.dtype if dtype is None else dtype, fill)
 
     def _grid(self, xp, name, nc, dtype=None):
         """An (N, C, out_h, out_w) work array."""
         return self._get(xp, name, nc + self.out_hw, dtype=dtype)
 
-    def _rows(self, xp, nc):
-        """(N, C, buffer rows, out_w): column-pooled rows for the separable AVE."""
-        return self._get(xp, "rows", nc + (self.buffer_hw[0], self.out_hw[1]))
+    def _cells(self, xp, name, nc, phases=(), dtype=None, fill=0):
+        """A (*phases, N, C, row cells, column cells) work array of the phase-split layout."""
+        return self._get(xp, name, phases + nc + self.cells, fill, dtype)
 
-    def _input_buffer(self, xp, nc):
-        """The padded input buffer; its border is filled once, when it is made."""
-        fill = -np.inf if self.method == MAX else 0
-        return self._get(xp, "input", nc + self.buffer_hw, fill)
+    def _base(self, xp, nc):
+        """Each window's top-left cell as an index into the flat (N, C, H, W) input."""
+        def make(base):
+            channel = np.arange(nc[0] * nc[1]).reshape(nc + (1, 1)) * (self.height * self.width)
+            base[...] = xp.asarray(channel + self.origin)
+        return self.work.get(xp, "base", nc + self.out_hw, np.intp, init=make)
 
-    def _padded_input(self, xp, x):
-        """x itself, or x copied into the padded input buffer."""
-        if self.direct:
-            return x
-        buf = self._input_buffer(xp, x.shape[:2])
-        self._image(buf)[...] = x
-        return buf
-
-    def _image(self, padded):
-        ph, pw = self.pad
-        return padded[..., ph:ph + self.height, pw:pw + self.width]
+    def _divisor(self, xp, nc):
+        """The AVE divisor repeated over the channels: (C, out_h, out_w), so that dividing an
+        (N, C, out_h, out_w) array runs in long contiguous stretches."""
+        def make(divisor):
+            divisor[...] = xp.asarray(self.divisor)
+        return self.work.get(xp, "divisor", nc[1:] + self.out_hw, self.dtype, init=make)
 
     def allocate(self, xp, nc, accumulate=False):
         """Make the work arrays for a batch of `nc` = (N, C) now (reshape time); `accumulate`:
         backward will add to its output."""
-        if not self.direct:
-            self._input_buffer(xp, nc)
-        if accumulate or not self.direct:
-            self._get(xp, "diff", nc + self.buffer_hw)
-        self._grid(xp, "share", nc)
-        if self.method == AVE:
-            self._rows(xp, nc)
+        if self._allocated == (xp, nc, accumulate):
             return
-        for name in ("window", "temp", "sum"):
+        self._allocated = (xp, nc, accumulate)
+        if self.method == STOCHASTIC:
+            self._allocate_stochastic(xp, nc, accumulate)
+            return
+        split = (self.cols.phases, self.rows.phases)
+        self._split_input(xp, nc)
+        self._cells(xp, "cols", nc, split[1:])
+        self._cells(xp, "rows", nc)
+        if self.method == AVE:
+            self._divisor(xp, nc)
+            self._grid(xp, "share", nc)
+            self._cells(xp, "rows_grad", nc)
+            self._cells(xp, "cols_grad", nc, split[1:])
+            self._cells(xp, "split_grad", nc, split)
+            return
+        for name in ("col_offsets", "run", "differs"):
+            self._cells(xp, name, nc, split[1:], np.bool_ if name != "col_offsets" else self.offset_dtype)
+        for name in ("row_offsets", "picked", "step"):
+            self._cells(xp, name, nc, dtype=self.offset_dtype)
+        for name in ("row_offset", "col_offset"):
+            self._grid(xp, name, nc, self.offset_dtype)
+        self._grid(xp, "valid", nc, np.bool_)
+        self._grid(xp, "index", nc, np.intp)
+        self._base(xp, nc)
+
+    def _split_input(self, xp, nc):
+        """The phase-split input buffer; cells outside the image are set once, when it is made."""
+        return self._cells(xp, "split", nc, (self.cols.phases, self.rows.phases),
+                           fill=-np.inf if self.method == MAX else 0)
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, xp, x, out, train=False):
+        """Pool x (N, C, H, W) into out (N, C, out_h, out_w); STOCHASTIC samples when `train`."""
+        nc = x.shape[:2]
+        if self.method == STOCHASTIC:
+            src = self._padded_input(xp, x)
+            if train:
+                self._forward_stochastic_train(xp, src, out, nc)
+            else:
+                self._forward_stochastic_test(xp, src, out, nc)
+            return
+        split = self._split_input(xp, nc)
+        for col_phase, col_cells, image_cols in self.cols.copies:
+            for row_phase, row_cells, image_rows in self.rows.copies:
+                split[col_phase, row_phase][..., row_cells, col_cells] = x[..., image_rows, image_cols]
+        cols = self._cells(xp, "cols", nc, (self.rows.phases,))
+        rows = self._cells(xp, "rows", nc)
+        col_terms = self._col_terms(split, cols)
+        row_terms = self._row_terms(cols, rows)
+        if self.method == AVE:
+            _running(xp.add, col_terms, self._head(cols, col_terms))
+            _running(xp.add, row_terms, self._head(rows, row_terms))
+            out[...] = rows[..., :self.out_hw[0], :self.out_hw[1]]
+            out /= self._divisor(xp, nc)
+        else:
+            self._forward_max(xp, col_terms, row_terms, cols, rows, out, nc)
+
+    def _col_terms(self, split, cols):
+        """The kw column offsets' runs in the flat split input (one per column phase)."""
+        length = cols.size - (self.cols.kernel - 1) // self.cols.stride
+        return self.cols.terms(split.reshape(self.cols.phases, -1), 1, length)
+
+    def _row_terms(self, cols, rows):
+        """The kh row offsets' runs in the flat column-pass result (one per row phase)."""
+        length = rows.size - (self.rows.kernel - 1) // self.rows.stride * self.cells[1]
+        return self.rows.terms(cols.reshape(self.rows.phases, -1), self.cells[1], length)
+
+    @staticmethod
+    def _head(array, terms):
+        """The part of flat `array` a pass over `terms` computes (the rest starts no window)."""
+        return array.reshape(-1)[:terms[0].size]
+
+    def _forward_max(self, xp, col_terms, row_terms, cols, rows, out, nc):
+        """Values and offsets of each window's first maximum; a window without an element above
+        -FLT_MAX (all -inf, NaN or padding) gives -FLT_MAX, as Caffe's, and is marked invalid."""
+        col_phases = (self.rows.phases,)
+        run = self._cells(xp, "run", nc, col_phases, np.bool_).reshape(-1)
+        differs = self._cells(xp, "differs", nc, col_phases, np.bool_).reshape(-1)
+        col_offsets = self._cells(xp, "col_offsets", nc, col_phases, self.offset_dtype)
+        maxima = self._head(cols, col_terms)
+        n = maxima.size
+        _running(xp.fmax, col_terms, maxima)
+        _first_match(xp, col_terms, maxima, self._head(col_offsets, col_terms), run[:n], differs[:n])
+        maxima = self._head(rows, row_terms)
+        n = maxima.size
+        row_offsets = self._cells(xp, "row_offsets", nc, dtype=self.offset_dtype)
+        _running(xp.fmax, row_terms, maxima)
+        _first_match(xp, row_terms, maxima, self._head(row_offsets, row_terms), run[:n], differs[:n])
+        # the column offset in the winning row: offset terms[i] where row_offsets == i, as
+        # terms[0] + sum over i of [row offset = i] * (terms[i] - terms[0]) (a masked copy with a
+        # random mask is many times slower; unsigned wrap-around leaves the sum exact)
+        terms = self._row_terms(col_offsets, rows)
+        col_offset = self._cells(xp, "picked", nc, dtype=self.offset_dtype)
+        picked = self._head(col_offset, terms)
+        step = self._head(self._cells(xp, "step", nc, dtype=self.offset_dtype), terms)
+        chosen = run[:n]
+        picked[...] = terms[0]
+        for i in range(1, len(terms)):
+            xp.equal(row_offsets.reshape(-1)[:n], i, out=chosen)
+            xp.subtract(terms[i], terms[0], out=step)
+            step *= chosen
+            picked += step
+        window = (Ellipsis, slice(0, self.out_hw[0]), slice(0, self.out_hw[1]))
+        out[...] = rows[window]
+        self._grid(xp, "row_offset", nc, self.offset_dtype)[...] = row_offsets[window]
+        self._grid(xp, "col_offset", nc, self.offset_dtype)[...] = col_offset[window]
+        valid = self._grid(xp, "valid", nc, np.bool_)
+        xp.greater(out, -FLT_MAX, out=valid)
+        self.all_valid = bool(valid.all())
+        if not self.all_valid:
+            xp.copyto(out, -FLT_MAX, where=~valid)
+
+    def _max_index(self, xp, nc):
+        """Each window's maximum as an index into the flat (N, C, H, W) input."""
+        index = self._grid(xp, "index", nc, np.intp)
+        index[...] = self._grid(xp, "row_offset", nc, self.offset_dtype)
+        index *= self.width
+        index += self._grid(xp, "col_offset", nc, self.offset_dtype)
+        index += self._base(xp, nc)
+        return index
+
+    def write_mask(self, xp, mask):
+        """Caffe's mask top (MAX): the index h * W + w of each window's maximum, -1 if none."""
+        nc = mask.shape[:2]
+        index = self._max_index(xp, nc)
+        index -= self._base(xp, nc)
+        index += xp.asarray(self.origin)
+        mask[...] = index
+        if not self.all_valid:
+            xp.copyto(mask, -1, where=~self._grid(xp, "valid", nc, np.bool_))
+
+    # -- backward ------------------------------------------------------------------------------
+    def backward(self, xp, top_diff, out, x=None, top_data=None, train=False, accumulate=False):
+        """Gradient w.r.t. the pooled input, written into (or, if `accumulate`, added to) `out`.
+
+        MAX and STOCHASTIC at train time route each window's gradient to its chosen element.
+        STOCHASTIC at test time (where Caffe has no defined backward) uses the exact derivative
+        of y = Q/S (S = FLT_MIN + sum x, Q = sum x^2): dy/dx_i = (2 x_i - y) / S; this needs the
+        forward's input `x` and output `top_data`.
+        """
+        nc = top_diff.shape[:2]
+        if self.method == MAX:
+            self._backward_max(xp, top_diff, out, nc, accumulate)
+        elif self.method == AVE:
+            self._backward_ave(xp, top_diff, out, nc, accumulate)
+        else:
+            self._backward_stochastic(xp, top_diff, out, nc, x, top_data, train, accumulate)
+
+    def _backward_max(self, xp, top_diff, out, nc, accumulate):
+        index = self._max_index(xp, nc)
+        if not self.all_valid:
+            invalid = ~self._grid(xp, "valid", nc, np.bool_)
+            masked = self._grid(xp, "masked", nc)
+            xp.copyto(masked, top_diff)
+            xp.copyto(masked, 0, where=invalid)
+            xp.copyto(index, 0, where=invalid)
+            top_diff = masked
+        if not accumulate:
+            out.fill(0)
+        # flat index and values: add.at is several times slower on 4-D ones
+        xp.add.at(out.reshape(-1), index.reshape(-1), top_diff.reshape(-1))
+
+    def _backward_ave(self, xp, top_diff, out, nc, accumulate):
+        """Each window's top diff / size goes to every cell of the window: the forward's passes
+        transposed, from the window starts over the kh row offsets, then the kw column offsets."""
+        rows = self._cells(xp, "rows_grad", nc)   # zero outside the windows' starts, ever
+        share = self._grid(xp, "share", nc)
+        xp.divide(top_diff, self._divisor(xp, nc), out=share)
+        rows[..., :self.out_hw[0], :self.out_hw[1]] = share
+        cols = self._cells(xp, "cols_grad", nc, (self.rows.phases,))
+        split = self._cells(xp, "split_grad", nc, (self.cols.phases, self.rows.phases))
+        self.rows.spread(self._head(rows, self._row_terms(cols, rows)),
+                         cols.reshape(self.rows.phases, -1), self.cells[1])
+        self.cols.spread(self._head(cols, self._col_terms(split, cols)),
+                         split.reshape(self.cols.phases, -1), 1)
+        if not accumulate and not (self.rows.covers_image and self.cols.covers_image):
+            out.fill(0)
+        for col_phase, col_cells, image_cols in self.cols.copies:
+            for row_phase, row_cells, image_rows in self.rows.copies:
+                cells = split[col_phase, row_phase][..., row_cells, col_cells]
+                if accumulate:
+                    out[..., image_rows, image_cols] += cells
+                else:
+                    out[..., image_rows, image_cols] = cells
+
+    # -- STOCHASTIC ----------------------------------------------------------------------------
+    def _allocate_stochastic(self, xp, nc, accumulate):
+        self._padded_input(xp, None, nc)
+        self._get(xp, "diff", nc + self.buffer_hw)
+        for name in ("window", "temp", "sum", "share"):
             self._grid(xp, name, nc)
         for name in ("arg", "candidate"):
             self._grid(xp, name, nc, np.int32)
         for name in ("flag", "pending"):
             self._grid(xp, name, nc, np.bool_)
 
-    # -- forward -------------------------------------------------------------------------------
-    def forward(self, xp, x, out, train=False):
-        """Pool x (N, C, H, W) into out (N, C, out_h, out_w); STOCHASTIC samples when `train`."""
-        src = self._padded_input(xp, x)
-        nc = x.shape[:2]
-        if self.method == MAX:
-            self._forward_max(xp, src, out, nc)
-        elif self.method == AVE:
-            rows = self._rows(xp, nc)
-            rows[...] = src[self.col_slices[0]]
-            for sl in self.col_slices[1:]:
-                rows += src[sl]
-            out[...] = rows[self.row_slices[0]]
-            for sl in self.row_slices[1:]:
-                out += rows[sl]
-            out /= xp.asarray(self.divisor)
-        elif train:
-            self._forward_stochastic_train(xp, src, out, nc)
-        else:
-            self._forward_stochastic_test(xp, src, out, nc)
+    def _padded_input(self, xp, x, nc=None):
+        """x copied into a zero-padded (N, C, buffer_h, buffer_w) buffer (made if x is None)."""
+        buf = self._get(xp, "input", (x.shape[:2] if x is not None else nc) + self.buffer_hw)
+        if x is not None:
+            self._image(buf)[...] = x
+        return buf
+
+    def _image(self, padded):
+        ph, pw = self.pad
+        return padded[..., ph:ph + self.height, pw:pw + self.width]
 
     def _windows(self, xp, src, nc):
         """(k, contiguous copy of offset k's slice of all windows), k in scan order."""
@@ -166,24 +427,6 @@ class Pooler:
         for k, sl in enumerate(self.slices):
             window[...] = src[sl]
             yield k, window
-
-    def _forward_max(self, xp, src, out, nc):
-        """First strict maximum in scan order, starting from -FLT_MAX (so NaN never wins).
-
-        Branch-free (masked copies are slow on random masks): the value is a running fmax, and
-        arg + 1 a running maximum of (k + 1) * [window_k > max so far], since k only grows.
-        """
-        arg = self._grid(xp, "arg", nc, np.int32)
-        better = self._grid(xp, "flag", nc, np.bool_)
-        candidate = self._grid(xp, "candidate", nc, np.int32)
-        out.fill(-FLT_MAX)
-        arg.fill(0)
-        for k, window in self._windows(xp, src, nc):
-            xp.greater(window, out, out=better)
-            xp.fmax(out, window, out=out)
-            xp.multiply(better, k + 1, out=candidate)
-            xp.maximum(arg, candidate, out=arg)
-        arg -= 1
 
     def _forward_stochastic_test(self, xp, src, out, nc):
         """sum(x^2) / (FLT_MIN + sum(x)) over each window."""
@@ -200,8 +443,9 @@ class Pooler:
     def _forward_stochastic_train(self, xp, src, out, nc):
         """Pick the first element whose running sum reaches u * sum(window), u ~ U(0, 1].
 
-        Branch-free like MAX: `first` marks the windows whose running sum crosses the threshold
-        for the first time at offset k; arg + 1 and out gain k + 1 and the element there.
+        Branch-free (masked copies are slow on random masks): `first` marks the windows whose
+        running sum crosses the threshold for the first time at offset k; arg + 1 and out gain
+        k + 1 and the element there.
         """
         running = self._grid(xp, "sum", nc)
         threshold = self._grid(xp, "temp", nc)
@@ -230,37 +474,11 @@ class Pooler:
             out += chosen
         arg -= 1
 
-    def write_mask(self, xp, mask):
-        """Caffe's mask top: the flat index h * W + w of each window's max (-1 if none)."""
-        arg = self._grid(xp, "arg", mask.shape[:2], np.int32)
-        kw = self.kernel[1]
-        rows = xp.asarray(self.starts_h)[:, None] + arg // kw
-        cols = xp.asarray(self.starts_w)[None, :] + arg % kw
-        mask[...] = xp.where(arg >= 0, rows * self.width + cols, -1)
-
-    # -- backward ------------------------------------------------------------------------------
-    def backward(self, xp, top_diff, out, x=None, top_data=None, train=False, accumulate=False):
-        """Gradient w.r.t. the pooled input, written into (or, if `accumulate`, added to) `out`.
-
-        MAX and STOCHASTIC at train time route each window's gradient to its chosen element.
-        STOCHASTIC at test time (where Caffe has no defined backward) uses the exact derivative
-        of y = Q/S (S = FLT_MIN + sum x, Q = sum x^2): dy/dx_i = (2 x_i - y) / S; this needs the
-        forward's input `x` and output `top_data`.
-        """
-        direct = self.direct and not accumulate
-        nc = top_diff.shape[:2]
-        diff = out if direct else self._get(xp, "diff", nc + self.buffer_hw)
+    def _backward_stochastic(self, xp, top_diff, out, nc, x, top_data, train, accumulate):
+        diff = self._get(xp, "diff", nc + self.buffer_hw)
         diff.fill(0)
         share = self._grid(xp, "share", nc)
-        if self.method == AVE:
-            xp.divide(top_diff, xp.asarray(self.divisor), out=share)
-            rows = self._rows(xp, nc)
-            rows.fill(0)
-            for sl in self.row_slices:
-                rows[sl] += share
-            for sl in self.col_slices:
-                diff[sl] += rows
-        elif self.method == MAX or train:
+        if train:
             arg = self._grid(xp, "arg", nc, np.int32)
             chosen = self._grid(xp, "flag", nc, np.bool_)
             # last offset first: each element then sums its windows in Caffe's (window) order
@@ -277,8 +495,6 @@ class Pooler:
                 share -= top_data
                 share *= scale
                 diff[self.slices[k]] += share
-        if direct:
-            return
         if accumulate:
             out += self._image(diff)
         else:

@@ -117,6 +117,83 @@ def test_max_backward_routes_to_the_argmax_and_adds_overlaps():
     np.testing.assert_array_equal(bottom.diff[0, 0], expected)
 
 
+def test_max_overlapping_windows_sum_in_caffes_order():
+    """The centre of a 5x5 image is the maximum of all four 3x3 stride-2 windows. Caffe adds
+    their diffs to it window by window: ((1e8 + 1) - 1e8) + 1 = 1 in float32 (1e8 + 1 rounds to
+    1e8); any other grouping, e.g. (1e8 - 1e8) + (1 + 1), gives 2."""
+    x = np.zeros((1, 1, 5, 5))
+    x[0, 0, 2, 2] = 9.0
+    layer, bottom, (top,) = run("kernel_size: 3 stride: 2", x, dtype=np.float32)
+    top.diff[...] = np.array([[1e8, 1.0], [-1e8, 1.0]], dtype=np.float32)
+    layer.backward([top], [True], [bottom])
+    expected = np.zeros((5, 5), dtype=np.float32)
+    expected[2, 2] = 1.0
+    np.testing.assert_array_equal(bottom.diff[0, 0], expected)
+
+
+def test_max_window_without_a_value_above_minus_flt_max():
+    """Caffe starts each window at -FLT_MAX and keeps the first strictly greater element: NaN
+    and -inf never win, nor does -FLT_MAX itself. A window with no winner gives -FLT_MAX, mask -1
+    and no gradient; a NaN beside numbers is skipped."""
+    nan, inf = np.nan, np.inf
+    x = np.array([[nan, nan, -inf, 2.0],
+                  [nan, nan, -FLT_MAX, nan]])[None, None]
+    layer, bottom, (top, mask) = run("kernel_size: 2 stride: 2", x, num_top=2)
+    np.testing.assert_array_equal(top.data[0, 0], [[-FLT_MAX, 2.0]])
+    np.testing.assert_array_equal(mask.data[0, 0], [[-1, 3]])
+    top.diff[...] = [[[[5.0, 7.0]]]]
+    layer.backward([top, mask], [True], [bottom])
+    np.testing.assert_array_equal(bottom.diff[0, 0], [[0, 0, 0, 7], [0, 0, 0, 0]])
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+def test_kernel_smaller_than_stride_skips_cells(method):
+    """Kernel 1, stride 2 on 3x5: windows at rows 0, 2 and columns 0, 2, 4; the other cells
+    belong to no window and get no gradient."""
+    x = np.arange(15.0).reshape(1, 1, 3, 5)
+    layer, bottom, (top,) = run(f"pool: {method} kernel_size: 1 stride: 2", x)
+    np.testing.assert_array_equal(top.data[0, 0], [[0, 2, 4], [10, 12, 14]])
+    top.diff[...] = [[[[1, 2, 3], [4, 5, 6]]]]
+    bottom.diff[...] = 9.0
+    layer.backward([top], [True], [bottom])
+    np.testing.assert_array_equal(bottom.diff[0, 0], [[1, 0, 2, 0, 3], [0, 0, 0, 0, 0],
+                                                      [4, 0, 5, 0, 6]])
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+def test_floor_mode_leaves_the_last_cells_out(method):
+    """5x5, kernel 2, stride 2, FLOOR: windows cover rows and columns 0..3 only."""
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    layer, bottom, (top,) = run(f"pool: {method} kernel_size: 2 stride: 2 round_mode: FLOOR", x)
+    if method == "MAX":
+        np.testing.assert_array_equal(top.data[0, 0], [[6, 8], [16, 18]])
+    else:
+        np.testing.assert_array_equal(top.data[0, 0], [[3, 5], [13, 15]])
+    top.diff[...] = 4.0
+    bottom.diff[...] = 9.0
+    layer.backward([top], [True], [bottom])
+    cell = 4.0 if method == "MAX" else 1.0
+    expected = np.zeros((5, 5))
+    if method == "MAX":
+        expected[1::2, 1::2][:2, :2] = cell
+    else:
+        expected[:4, :4] = cell
+    np.testing.assert_array_equal(bottom.diff[0, 0], expected)
+
+
+def test_max_kernel_wider_than_a_byte_of_offsets():
+    """A 1x300 global window: the winning column (270) does not fit in one byte."""
+    x = np.zeros((1, 2, 1, 300))
+    x[0, 0, 0, 270] = 5.0
+    x[0, 1, 0, 3] = 1.0
+    layer, bottom, (top, mask) = run("global_pooling: true", x, num_top=2)
+    np.testing.assert_array_equal(mask.data.ravel(), [270, 3])
+    top.diff[...] = 2.0
+    layer.backward([top, mask], [True], [bottom])
+    assert bottom.diff[0, 0, 0, 270] == 2.0 and bottom.diff[0, 1, 0, 3] == 2.0
+    assert bottom.diff.sum() == 4.0
+
+
 def test_ceil_mode_window_past_the_edge_matches_caffe():
     """W = 9, kernel 2, stride 3, pad 0: ceil(7/3) + 1 = 4 columns, the last one starts at
     column 9, outside the image: Caffe gives -FLT_MAX with mask -1 (MAX) and 0/0 = NaN (AVE)."""
