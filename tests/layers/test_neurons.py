@@ -147,6 +147,18 @@ def test_in_place_gives_the_same_values_and_gradients(case):
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-12)
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("slope", [0.0, 0.25])
+def test_relu_special_values_as_caffe(slope, in_place):
+    """Caffe: y = max(x, 0) + slope * min(x, 0), dx = dy * ((x > 0) + slope * (x <= 0)): NaN is
+    neither > 0 nor <= 0, so its gradient factor is 0; -inf and -0 take the slope."""
+    x = np.array([[np.nan, -np.inf, -0.0, 0.0, -1.0, 2.0, np.inf]])
+    text = f'type: "ReLU" relu_param {{ negative_slope: {slope} }}'
+    y, dx = forward_backward(text, x, dtype=np.float32, in_place=in_place, dy=np.full(x.shape, 2.0))
+    np.testing.assert_array_equal(y[0], [np.nan, -np.inf * slope if slope else 0, 0, 0, -slope, 2, np.inf])
+    np.testing.assert_array_equal(dx[0], [0, 2 * slope, 2 * slope, 2 * slope, 2 * slope, 2, 2])
+
+
 def test_absval_refuses_in_place():
     with pytest.raises(PclError, match="in place"):
         forward_backward('type: "AbsVal"', [[1.0, -2.0]], in_place=True)
