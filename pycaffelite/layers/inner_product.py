@@ -1,6 +1,12 @@
 """InnerProduct: the fully connected layer."""
 from . import register
 from .base import Layer
+from .pooling import Workspace
+
+# The weight gradient is accumulated through a buffer of at most this many elements (4 MB in
+# float32), a block of weight rows at a time: numpy's matmul cannot add into its output, and a
+# weight-sized buffer would double the memory of a large layer's gradient.
+PRODUCT_ELEMENTS = 1 << 20
 
 
 @register("InnerProduct")
@@ -18,7 +24,8 @@ class InnerProductLayer(Layer):
 
     Backward: dW += top_diff^T . bottom (its transpose when `transpose`), db += the column sums of
     top_diff, bottom_diff = top_diff . W (W^T when `transpose`). K is fixed at setup: a later
-    bottom with another K is an error.
+    bottom with another K is an error. The products go into buffers made at reshape time, and
+    dW takes its product a block of rows at a time (PRODUCT_ELEMENTS).
     """
 
     exact_num_bottom = 1
@@ -38,6 +45,9 @@ class InnerProductLayer(Layer):
         self.add_param_blob(weight_shape, p.weight_filler)
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
+        rows, cols = weight_shape
+        self.block_rows = max(1, min(rows, PRODUCT_ELEMENTS // cols))
+        self.work = Workspace()
 
     def _axis(self, blob):
         return self.canonical_axis(blob, self.param.inner_product_param.axis, "inner_product_param.axis")
@@ -51,6 +61,16 @@ class InnerProductLayer(Layer):
                              f"layer was set up with")
         self.m = bottom[0].count(0, axis)
         top[0].reshape(bottom[0].shape[:axis] + (self.num_output,))
+        self._product()
+        if self.bias_term:
+            self._bias_sum()
+
+    def _product(self):
+        """The buffer for one block of rows of the weight gradient's product."""
+        return self.work.get(self.xp, "product", (self.block_rows, self.blobs[0].shape[1]), self.dtype)
+
+    def _bias_sum(self):
+        return self.work.get(self.xp, "bias_sum", (self.num_output,), self.dtype)
 
     def forward(self, bottom, top):
         xp = self.xp
@@ -67,10 +87,16 @@ class InnerProductLayer(Layer):
         if self.param_propagate_down[0]:
             x = bottom[0].read_data().reshape(self.m, self.k)
             dw = self.blobs[0].write_diff()
-            dw += xp.matmul(x.T, dy) if self.transpose else xp.matmul(dy.T, x)
+            left, right = (x.T, dy) if self.transpose else (dy.T, x)
+            product = self._product()
+            for start in range(0, dw.shape[0], self.block_rows):
+                block = product[:min(self.block_rows, dw.shape[0] - start)]
+                xp.matmul(left[start:start + len(block)], right, out=block)
+                dw[start:start + len(block)] += block
         if self.bias_term and self.param_propagate_down[1]:
-            db = self.blobs[1].write_diff()
-            db += dy.sum(axis=0)
+            total = self._bias_sum()
+            xp.sum(dy, axis=0, out=total)
+            self.blobs[1].write_diff()[...] += total
         if propagate_down[0]:
             w = self.blobs[0].read_data()
             dx = bottom[0].write_diff().reshape(self.m, self.k)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from pycaffelite.errors import PclError
+from pycaffelite.layers import inner_product
 from pycaffelite.gradient_check import GradientChecker
 from tests.layer_testing import blob_from, empty_tops, gaussian_blob, make_layer
 
@@ -70,6 +71,26 @@ def test_backward_hand_computed_and_param_diffs_accumulate():
     np.testing.assert_allclose(bottom.diff, [[1.0, 0.0, -1.0], [4.0, 2.0, 0.0]])
     np.testing.assert_allclose(layer.blobs[0].diff, 2 * np.array([[1.0, 2.0, 3.0], [8.0, 10.0, 12.0]]))
     np.testing.assert_allclose(layer.blobs[1].diff, [2.0, 4.0])
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_weight_gradient_in_row_blocks_accumulates(monkeypatch, transpose):
+    """With room for 2 weight rows per block, dW (5 rows: blocks of 2, 2, 1) still gets
+    dY^T . X (or X^T . dY stored transposed) added to what it held."""
+    monkeypatch.setattr(inner_product, "PRODUCT_ELEMENTS", 2 * (3 if transpose else 5))
+    x = np.arange(6.0).reshape(2, 3)                       # M = 2 items, K = 3
+    dy = np.array([[1.0, 0.0, 2.0, -1.0, 3.0], [0.5, 1.0, 0.0, 2.0, -2.0]])   # N = 5 outputs
+    bottom = blob_from(x)
+    layer, tops = set_up(f"num_output: 5 transpose: {str(transpose).lower()}", bottom)
+    layer.forward([bottom], tops)
+    tops[0].diff[...] = dy
+    layer.blobs[0].diff[...] = 1.0
+    layer.backward(tops, [True], [bottom])
+    # row n of dY^T . X is dy[0, n] * x[0] + dy[1, n] * x[1], x[0] = (0, 1, 2), x[1] = (3, 4, 5)
+    expected = 1.0 + np.array([[1.5, 3.0, 4.5], [3.0, 4.0, 5.0], [0.0, 2.0, 4.0],
+                               [6.0, 7.0, 8.0], [-6.0, -5.0, -4.0]])
+    np.testing.assert_array_equal(layer.blobs[0].diff, expected.T if transpose else expected)
+    np.testing.assert_array_equal(layer.blobs[1].diff, [1.5, 1.0, 2.0, 1.0, 1.0])
 
 
 def test_backward_respects_param_propagate_down():
