@@ -543,7 +543,7 @@ class PReLULayer(NeuronLayer):
             self._input_copy.reshape(bottom[0].shape)
         shape = bottom[0].shape
         self.scratch.reshape(self.xp, shape, self.dtype, ("part",), ("mask",), True)
-        self._sum_axes = tuple(i for i in range(len(shape)) if self.channel_shared or i != 1)
+        self._sum_axes = tuple([i for i in range(len(shape)) if self.channel_shared or i != 1])
         self.scratch.work.get(self.xp, "slope_sum", self.blobs[0].shape, self.dtype)
 
     def _slopes(self, x):

@@ -235,7 +235,9 @@ class Pooler:
             self._cells(xp, name, nc, dtype=self.offset_dtype)
         for name in ("row_offset", "col_offset"):
             self._grid(xp, name, nc, self.offset_dtype)
-        self._grid(xp, "valid", nc, np.bool_)
+        for name in ("valid", "invalid"):
+            self._grid(xp, name, nc, np.bool_)
+        self._grid(xp, "masked", nc)
         self._grid(xp, "index", nc, np.intp)
         self._base(xp, nc)
 
@@ -324,7 +326,9 @@ class Pooler:
         xp.greater(out, -FLT_MAX, out=valid)
         self.all_valid = bool(valid.all())
         if not self.all_valid:
-            xp.copyto(out, -FLT_MAX, where=~valid)
+            invalid = self._grid(xp, "invalid", nc, np.bool_)
+            xp.logical_not(valid, out=invalid)
+            xp.copyto(out, -FLT_MAX, where=invalid)
 
     def _max_index(self, xp, nc):
         """Each window's maximum as an index into the flat (N, C, H, W) input."""
@@ -343,7 +347,7 @@ class Pooler:
         index += xp.asarray(self.origin)
         mask[...] = index
         if not self.all_valid:
-            xp.copyto(mask, -1, where=~self._grid(xp, "valid", nc, np.bool_))
+            xp.copyto(mask, -1, where=self._grid(xp, "invalid", nc, np.bool_))
 
     # -- backward ------------------------------------------------------------------------------
     def backward(self, xp, top_diff, out, x=None, top_data=None, train=False, accumulate=False):
@@ -365,7 +369,7 @@ class Pooler:
     def _backward_max(self, xp, top_diff, out, nc, accumulate):
         index = self._max_index(xp, nc)
         if not self.all_valid:
-            invalid = ~self._grid(xp, "valid", nc, np.bool_)
+            invalid = self._grid(xp, "invalid", nc, np.bool_)
             masked = self._grid(xp, "masked", nc)
             xp.copyto(masked, top_diff)
             xp.copyto(masked, 0, where=invalid)

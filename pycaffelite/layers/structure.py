@@ -260,7 +260,7 @@ class ReshapeLayer(Layer):
                 new[i] = shape[start + i]
         if -1 in new:
             known = 1
-            for d in shape[:start] + tuple(d for d in new if d != -1) + shape[end:]:
+            for d in shape[:start] + tuple([d for d in new if d != -1]) + shape[end:]:
                 known *= d
             if known == 0 or count % known:
                 raise self.error(f"cannot infer the -1 dim: the bottom count {count} (shape {shape}) "
