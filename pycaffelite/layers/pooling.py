@@ -5,9 +5,11 @@ Window geometry (per spatial axis, size H, kernel k, stride s, pad p):
     out = ceil((H + 2p - k) / s) + 1        (floor with round_mode: FLOOR)
     out -= 1  if p > 0 and (out - 1) * s >= H + p     (no window may start in the far padding)
 
-window o covers rows [o*s - p, o*s - p + k) clipped to the image. The pooling runs as a few
-vectorised steps per kernel offset (i, j) over the whole (N, C, out_h, out_w) grid: the offset's
-elements of all windows form one strided slice of the (padded) input.
+window o covers rows [o*s - p, o*s - p + k) clipped to the image. MAX and AVE run separably
+(columns, then rows) on a copy of the input split by stride phase, where each kernel offset of
+all windows is one contiguous run, so every step is one long array operation (see `Pooler`).
+Measured on CIFAR10-quick's pool1 (MAX 3x3 s2, 100x32x32x32, 2 cores): forward about half of
+PyTorch's max_pool2d, backward about twice its max_pool2d_with_indices_backward.
 """
 import numpy as np
 
