@@ -11,6 +11,10 @@ from .layers.base import Layer
 from .net import TEST, TRAIN, Net
 from .net_spec import NetSpec, layers, params
 
-__all__ = ["Blob", "Layer", "Net", "NetSpec", "NotSupportedError", "PclError", "TEST", "TRAIN", "set_device",
-           "set_mode_cpu", "set_mode_gpu", "set_random_seed", "layers", "params"]
-from .solvers import AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver, SGDSolver, get_solver  # noqa: E402,F401
+from .solvers import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver,
+                      SGDSolver, get_solver)
+
+__all__ = ["AdaDeltaSolver", "AdaGradSolver", "AdamSolver", "Blob", "Layer", "Net", "NetSpec",
+           "NesterovSolver", "NotSupportedError", "PclError", "RMSPropSolver", "SGDSolver", "TEST",
+           "TRAIN", "get_solver", "layers", "params", "set_device", "set_mode_cpu", "set_mode_gpu",
+           "set_random_seed"]

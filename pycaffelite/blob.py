@@ -44,7 +44,7 @@ class Blob:
         """Reshape to `shape` (a sequence or the dims as arguments). Grows memory only when needed."""
         if len(shape) == 1 and not np.isscalar(shape[0]):
             shape = shape[0]
-        shape = tuple(int(d) for d in shape)
+        shape = tuple([int(d) for d in shape])  # a list, not a generator: no free-list churn
         if len(shape) > MAX_BLOB_AXES:
             raise PclError(f"a blob may have at most {MAX_BLOB_AXES} axes, got shape {shape}")
         if any(d < 0 for d in shape):

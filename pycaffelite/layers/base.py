@@ -172,3 +172,22 @@ class NeuronLayer(Layer):
 
     def reshape(self, bottom, top):
         top[0].reshape_like(bottom[0])
+
+
+class Workspace:
+    """Work arrays kept between calls; one is re-made only when its shape, dtype or array module
+    (numpy/cupy, i.e. the mode) changes. `fill` sets a new array's initial value, or `init(array)`
+    fills it."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, xp, name, shape, dtype, fill=None, init=None):
+        array = self._arrays.get(name)
+        if (array is None or array.shape != tuple(shape) or array.dtype != dtype
+                or not isinstance(array, xp.ndarray)):
+            array = xp.empty(shape, dtype) if fill is None else xp.full(shape, fill, dtype)
+            if init is not None:
+                init(array)
+            self._arrays[name] = array
+        return array

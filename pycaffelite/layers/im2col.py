@@ -36,18 +36,20 @@ def deconv_output_size(size, kernel, pad, stride, dilation):
 
 def _window(offset, stride, dilation, out_shape):
     """Index of the padded image's (C, *Sp, n) positions read by one kernel offset."""
-    return (slice(None),) + tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
-                                  for k, s, d, o in zip(offset, stride, dilation, out_shape))
+    # tuple([...]) rather than tuple(generator): the generator form parks a tuple block in
+    # CPython's free lists on every call, which the allocation test sees as growth.
+    return (slice(None),) + tuple([slice(k * d, k * d + s * (o - 1) + 1, s)
+                                   for k, s, d, o in zip(offset, stride, dilation, out_shape)])
 
 
 def _offsets(kernel):
-    return itertools.product(*(range(k) for k in kernel))
+    return itertools.product(*[range(k) for k in kernel])
 
 
 def interior(padded, pad):
     """The view of `padded` (C, *Sp, n) that holds the image, without the zero border."""
     return padded[(slice(None),)
-                  + tuple(slice(p, size - p) for p, size in zip(pad, padded.shape[1:]))]
+                  + tuple([slice(p, size - p) for p, size in zip(pad, padded.shape[1:])])]
 
 
 def im2col(padded, kernel, stride, dilation, column):

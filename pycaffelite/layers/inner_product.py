@@ -1,7 +1,6 @@
 """InnerProduct: the fully connected layer."""
 from . import register
-from .base import Layer
-from .pooling import Workspace
+from .base import Layer, Workspace
 
 # The weight gradient is accumulated through a buffer of at most this many elements (4 MB in
 # float32), a block of weight rows at a time: numpy's matmul cannot add into its output, and a

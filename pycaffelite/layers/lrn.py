@@ -1,8 +1,8 @@
 """LRN: local response normalisation, across channels or within each channel (Caffe's LRN)."""
 from ..proto import caffe_pb2
 from . import register
-from .base import Layer
-from .pooling import AVE, Pooler, Workspace
+from .base import Layer, Workspace
+from .pooling import AVE, Pooler
 
 ACROSS_CHANNELS = caffe_pb2.LRNParameter.ACROSS_CHANNELS
 WITHIN_CHANNEL = caffe_pb2.LRNParameter.WITHIN_CHANNEL

@@ -18,8 +18,7 @@ import numpy as np
 
 from ..proto import caffe_pb2
 from . import register
-from .base import NeuronLayer
-from .pooling import Workspace
+from .base import NeuronLayer, Workspace
 
 BNLL_THRESHOLD = 50.0  # BNLL's backward clamps x here before exp, as Caffe does
 

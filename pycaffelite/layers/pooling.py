@@ -16,7 +16,7 @@ import numpy as np
 from .. import device
 from ..proto import caffe_pb2
 from . import register
-from .base import Layer
+from .base import Layer, Workspace
 
 MAX = caffe_pb2.PoolingParameter.MAX
 AVE = caffe_pb2.PoolingParameter.AVE
@@ -24,25 +24,6 @@ STOCHASTIC = caffe_pb2.PoolingParameter.STOCHASTIC
 
 FLT_MAX = float(np.finfo(np.float32).max)
 FLT_MIN = float(np.finfo(np.float32).tiny)
-
-
-class Workspace:
-    """Work arrays kept between calls; one is re-made only when its shape, dtype or array module
-    (numpy/cupy, i.e. the mode) changes. `fill` sets a new array's initial value, or `init(array)`
-    fills it."""
-
-    def __init__(self):
-        self._arrays = {}
-
-    def get(self, xp, name, shape, dtype, fill=None, init=None):
-        array = self._arrays.get(name)
-        if (array is None or array.shape != tuple(shape) or array.dtype != dtype
-                or not isinstance(array, xp.ndarray)):
-            array = xp.empty(shape, dtype) if fill is None else xp.full(shape, fill, dtype)
-            if init is not None:
-                init(array)
-            self._arrays[name] = array
-        return array
 
 
 def pooled_size(size, kernel, stride, pad, ceil_mode=True):

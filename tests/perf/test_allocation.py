@@ -55,15 +55,6 @@ PASSES = [("conv1", "forward"), ("pool1", "forward"), ("conv2", "forward"), ("po
           ("ip1", "forward"), ("relu1", "forward"), ("ip2", "forward"), ("loss", "forward"),
           ("loss", "backward"), ("ip2", "backward"), ("relu1", "backward"), ("ip1", "backward"),
           ("pool2", "backward"), ("conv2", "backward"), ("pool1", "backward"), ("conv1", "backward")]
-# Known churn in layers owned elsewhere (found by these tests; see the perf report). Non-strict:
-# a fix shows up as XPASS, and then its entry goes.
-KNOWN_CHURN = {
-    ("ip1", "backward"): "InnerProduct backward: `dw += matmul(dy.T, x)` makes a weight-sized "
-                         "temporary (1.6 MB for ip1) every call",
-    ("relu1", "forward"): "ReLU forward: `maximum(x, 0)` makes a blob-sized temporary, then copies it",
-    ("relu1", "backward"): "ReLU backward: `where(x > 0, dy, dy * slope)` makes a mask and two "
-                           "blob-sized temporaries",
-}
 
 
 def build_net(tmp_path, batch):
@@ -144,12 +135,7 @@ def nets(trained):
     return {batch: net for batch, (net, _) in trained.items()}
 
 
-def _marked(passes):
-    return [pytest.param(name, which, marks=pytest.mark.xfail(reason=KNOWN_CHURN[(name, which)]))
-            if (name, which) in KNOWN_CHURN else pytest.param(name, which) for name, which in passes]
-
-
-@pytest.mark.parametrize("name, which", _marked(PASSES))
+@pytest.mark.parametrize("name, which", PASSES)
 def test_layer_pass_makes_no_array_sized_temporaries(nets, traced, name, which):
     small = growth(layer_call(nets[SMALL_BATCH], name, which))[0]
     large = growth(layer_call(nets[LARGE_BATCH], name, which))[0]
@@ -161,7 +147,6 @@ def test_layer_pass_makes_no_array_sized_temporaries(nets, traced, name, which):
         f"{SMALL_BATCH} -> {large / 1024:.0f} KB at batch {LARGE_BATCH}: a blob-sized copy per call")
 
 
-@pytest.mark.xfail(bool(KNOWN_CHURN), reason="the known churn above: " + "; ".join(KNOWN_CHURN.values()))
 def test_whole_training_step_makes_no_array_sized_temporaries(trained, traced):
     peaks = {}
     for batch, (net, solver) in trained.items():
