@@ -60,6 +60,15 @@ def _batch_size(layer, blob):
     return blob.shape[0]
 
 
+def _items_with_one_label_each(layer, bottom):
+    """(N, K): N items of K values in bottom[0], checked against one label per item in bottom[1]."""
+    num = _batch_size(layer, bottom[0])
+    if bottom[1].count != num:
+        raise layer.error(f"expected one label per item ({num}), found {bottom[1].count} labels "
+                          f"(shape {bottom[1].shape})")
+    return num, bottom[0].count(1)
+
+
 def read_labels(layer, blob, shape, num_classes, ignore_label):
     """Class indices from a label blob as an int array of `shape`, and the mask of the entries
     that count (label != ignore_label). Ignored entries read as 0 so they can index safely.
@@ -360,11 +369,7 @@ class HingeLossLayer(LossLayer):
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
-        self.num = _batch_size(self, bottom[0])
-        self.dim = bottom[0].count(1)
-        if bottom[1].count != self.num:
-            raise self.error(f"expected one label per item ({self.num}), found {bottom[1].count} "
-                             f"labels (shape {bottom[1].shape})")
+        self.num, self.dim = _items_with_one_label_each(self, bottom)
 
     def forward(self, bottom, top):
         xp = self.xp
@@ -461,11 +466,7 @@ class MultinomialLogisticLossLayer(LossLayer):
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
-        self.num = _batch_size(self, bottom[0])
-        self.dim = bottom[0].count(1)
-        if bottom[1].count != self.num:
-            raise self.error(f"expected one label per item ({self.num}), found {bottom[1].count} "
-                             f"labels (shape {bottom[1].shape})")
+        self.num, self.dim = _items_with_one_label_each(self, bottom)
 
     def forward(self, bottom, top):
         xp = self.xp

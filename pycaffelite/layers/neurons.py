@@ -259,22 +259,13 @@ class PowerLayer(_Elementwise):
         self.power, self.scale, self.shift = float(p.power), float(p.scale), float(p.shift)
         self.diff_scale = self.power * self.scale
 
-    def _base(self, xp, x, out):
-        """out = shift + scale * x, in Caffe's steps (scale, then shift, each only if needed)."""
-        if self.scale != 1:
-            xp.multiply(x, self.scale, out=out)
-        elif out is not x:
-            out[...] = x
-        if self.shift != 0:
-            out += self.shift
-
     def compute(self, xp, x, y):
         if self.diff_scale == 0:
             with np.errstate(divide="ignore", invalid="ignore"):
                 value = 1.0 if self.power == 0 else float(np.power(np.float64(self.shift), self.power))
             y.fill(value)
             return
-        self._base(xp, x, y)
+        _affine(xp, x, self.scale, self.shift, y)
         if self.power != 1:
             xp.power(y, self.power, out=y)
 
@@ -294,11 +285,21 @@ class PowerLayer(_Elementwise):
             xp.divide(y, x, out=part)
             part *= self.power
         else:
-            self._base(xp, x, part)
+            _affine(xp, x, self.scale, self.shift, part)
             xp.divide(y, part, out=part)
             if self.diff_scale != 1:
                 part *= self.diff_scale
         xp.multiply(dy, part, out=dx)
+
+
+def _affine(xp, x, scale, shift, out):
+    """out = shift + scale * x, in Caffe's steps (scale, then shift, each only if needed)."""
+    if scale != 1:
+        xp.multiply(x, scale, out=out)
+    elif out is not x:
+        out[...] = x
+    if shift != 0:
+        out += shift
 
 
 def _log_of_base(layer, base):
@@ -361,27 +362,18 @@ class LogLayer(_Elementwise):
         self.scale, self.shift = float(p.scale), float(p.shift)
         self.backward_scale = self.scale * self.base_scale
 
-    def _argument(self, xp, x, out):
-        """out = shift + scale * x, in Caffe's steps."""
-        if self.scale != 1:
-            xp.multiply(x, self.scale, out=out)
-        elif out is not x:
-            out[...] = x
-        if self.shift != 0:
-            out += self.shift
-
     def compute(self, xp, x, y):
         if self.scale == 1 and self.shift == 0:
             xp.log(x, out=y)
         else:
-            self._argument(xp, x, y)
+            _affine(xp, x, self.scale, self.shift, y)
             xp.log(y, out=y)
         if self.base_scale != 1:
             y *= self.base_scale
 
     def gradient(self, xp, x, y, dy, dx):
         part = self.scratch.get(xp, "part")
-        self._argument(xp, x, part)
+        _affine(xp, x, self.scale, self.shift, part)
         xp.reciprocal(part, out=part)
         if self.backward_scale != 1:
             part *= self.backward_scale
