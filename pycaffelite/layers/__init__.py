@@ -6,7 +6,7 @@ one new module whose classes carry the `@register("TypeName")` decorator.
 import importlib
 import pkgutil
 
-from ..errors import PclError
+from ..errors import NotSupportedError, PclError
 
 _REGISTRY = {}
 _loaded = False
@@ -38,8 +38,21 @@ def registered_types():
     return sorted(_REGISTRY)
 
 
+# Caffe layer types that pycaffelite does not implement (yet), with what to do instead.
+NOT_SUPPORTED = {
+    "RNN": "recurrent layers are not implemented yet",
+    "LSTM": "recurrent layers are not implemented yet",
+    "LSTMUnit": "recurrent layers are not implemented yet",
+    "Python": "Python layers (python_param) are not supported; write the layer as a pycaffelite "
+              "Layer subclass registered with @register",
+}
+
+
 def layer_class(type_name, layer_name="?"):
     _load_all()
+    if type_name in NOT_SUPPORTED and type_name not in _REGISTRY:
+        raise NotSupportedError(f'layer "{layer_name}": not supported: type "{type_name}": '
+                                f"{NOT_SUPPORTED[type_name]}")
     try:
         return _REGISTRY[type_name]
     except KeyError:

@@ -176,3 +176,11 @@ def test_set_input_arrays_goes_to_the_memory_data_layer():
     other = pcl.Net(net_param(SHARED), pcl.TEST)
     with pytest.raises(pcl.PclError, match="needs a MemoryData first layer"):
         other.set_input_arrays(data, np.zeros(4))
+
+
+@pytest.mark.parametrize("type_name", ["LSTM", "Python"])
+def test_known_caffe_types_without_an_implementation_say_so(type_name):
+    text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 } } }\n'
+            f'layer {{ name: "odd" type: "{type_name}" bottom: "x" top: "y" }}')
+    with pytest.raises(pcl.NotSupportedError, match=f'layer "odd": not supported: type "{type_name}"'):
+        pcl.Net(net_param(text), pcl.TRAIN)
