@@ -348,12 +348,12 @@ class Net:
             self.blobs[name].data[...] = value
         start_id = self._layer_index(start, 0)
         end_id = self._layer_index(end, len(self.layers) - 1)
-        outputs = [self.layer_param_top(end_id)] if end is not None else list(self.outputs)
+        outputs = [self._first_top_name(end_id)] if end is not None else list(self.outputs)
         outputs += [b for b in (blobs or []) if b not in outputs]
         self.forward_from_to(start_id, end_id)
         return {name: self.blobs[name].data for name in outputs}
 
-    def layer_param_top(self, layer_id):
+    def _first_top_name(self, layer_id):
         return self.blob_names[self.top_ids[layer_id][0]]
 
     def backward(self, diffs=None, start=None, end=None, **top_diffs):
