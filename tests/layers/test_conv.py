@@ -236,6 +236,30 @@ def test_chunking_gives_the_same_results(monkeypatch, params, images_inner, imag
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_images_outermost_per_image_products_match_references(monkeypatch):
+    """A CIFAR conv1-like layer (few input channels: images outermost) in chunks of 2 images, with
+    groups: the per-image forward and weight-gradient products and the ones-vector bias gradient
+    against direct sums."""
+    layer = conv_layer("num_output: 8 group: 2 kernel_size: 3 pad: 1")
+    monkeypatch.setattr(conv, "COLUMN_BUDGET", 2 * 9 * 2 * 25)  # 2 images of 9 rows, 2 groups
+    bottom, top = setup(layer, (5, 2, 5, 5))
+    assert not layer.images_inner and layer.chunk == 2
+    layer.forward(bottom, top)
+    w, b = params_of(layer)
+    x = bottom[0].data
+    np.testing.assert_allclose(top[0].data, reference_conv(x, w, b, (1, 1), (1, 1), (1, 1), 2),
+                               rtol=1e-12, atol=1e-12)
+    dy = gaussian_blob(top[0].shape, seed=5).data
+    top[0].diff[...] = dy
+    layer.backward(top, [False], bottom)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    dw = np.zeros(w.shape)
+    for m, i, j in itertools.product(range(8), range(3), range(3)):  # group m // 4 reads channel m // 4
+        dw[m, 0, i, j] = (dy[:, m] * padded[:, m // 4, i:i + 5, j:j + 5]).sum()
+    np.testing.assert_allclose(layer.blobs[0].diff, dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.blobs[1].diff, dy.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+
+
 def test_convolution_float32_stays_float32():
     layer = conv_layer("num_output: 4 kernel_size: 3 pad: 1", dtype=np.float32)
     bottom, top = setup(layer, (2, 3, 6, 6), dtype=np.float32)
