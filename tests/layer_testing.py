@@ -35,3 +35,12 @@ def blob_from(array, dtype=np.float64):
 
 def empty_tops(n, dtype=np.float64):
     return [Blob((), dtype=dtype) for _ in range(n)]
+
+
+def forward_one(layer, x, dtype=np.float64):
+    """Set up `layer` on one bottom holding `x`, run forward; returns (layer, bottom, top)."""
+    bottom = blob_from(x, dtype)
+    tops = empty_tops(1, dtype)
+    layer.initialize([bottom], tops)
+    layer.forward([bottom], tops)
+    return layer, bottom, tops[0]

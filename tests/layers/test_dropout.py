@@ -6,7 +6,7 @@ from pycaffelite import device
 from pycaffelite.errors import PclError
 from pycaffelite.gradient_check import GradientChecker
 from pycaffelite.proto import caffe_pb2
-from tests.layer_testing import blob_from, empty_tops, gaussian_blob, make_layer
+from tests.layer_testing import blob_from, empty_tops, forward_one, gaussian_blob, make_layer
 
 
 def dropout(params="", phase=caffe_pb2.TRAIN, dtype=np.float64):
@@ -14,12 +14,7 @@ def dropout(params="", phase=caffe_pb2.TRAIN, dtype=np.float64):
 
 
 def run(params, x, phase=caffe_pb2.TRAIN, dtype=np.float64):
-    layer = dropout(params, phase, dtype)
-    bottom = blob_from(x, dtype)
-    tops = empty_tops(1, dtype)
-    layer.initialize([bottom], tops)
-    layer.forward([bottom], tops)
-    return layer, bottom, tops[0]
+    return forward_one(dropout(params, phase, dtype), x, dtype)
 
 
 def test_shape():

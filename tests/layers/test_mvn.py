@@ -4,7 +4,7 @@ import pytest
 
 from pycaffelite.errors import PclError
 from pycaffelite.gradient_check import GradientChecker
-from tests.layer_testing import blob_from, empty_tops, gaussian_blob, make_layer
+from tests.layer_testing import blob_from, empty_tops, forward_one, gaussian_blob, make_layer
 
 # One item, two channels of 2x2: channel 0 holds 1..4, channel 1 holds 5..8.
 X = [[[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]]]
@@ -15,12 +15,7 @@ def mvn(params="", dtype=np.float64):
 
 
 def run(params, x, dtype=np.float64):
-    layer = mvn(params, dtype)
-    bottom = blob_from(x, dtype)
-    tops = empty_tops(1, dtype)
-    layer.initialize([bottom], tops)
-    layer.forward([bottom], tops)
-    return layer, bottom, tops[0]
+    return forward_one(mvn(params, dtype), x, dtype)
 
 
 def test_shapes():

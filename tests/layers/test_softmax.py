@@ -6,7 +6,7 @@ import pytest
 
 from pycaffelite.errors import PclError
 from pycaffelite.gradient_check import GradientChecker
-from tests.layer_testing import blob_from, empty_tops, gaussian_blob, make_layer
+from tests.layer_testing import blob_from, empty_tops, forward_one, gaussian_blob, make_layer
 
 
 def softmax(params="", dtype=np.float64):
@@ -14,12 +14,7 @@ def softmax(params="", dtype=np.float64):
 
 
 def run(params, x, dtype=np.float64):
-    layer = softmax(params, dtype)
-    bottom = blob_from(x, dtype)
-    tops = empty_tops(1, dtype)
-    layer.initialize([bottom], tops)
-    layer.forward([bottom], tops)
-    return layer, bottom, tops[0]
+    return forward_one(softmax(params, dtype), x, dtype)
 
 
 def test_shape():

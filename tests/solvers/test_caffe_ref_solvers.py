@@ -19,18 +19,6 @@ import solver_ref_cases as ref
 REL_TOL = 1e-5
 
 
-@pytest.fixture
-def case_dir(tmp_path, monkeypatch):
-    """Copy a case folder to tmp and run from inside it (Caffe resolves paths against the cwd)."""
-
-    def enter(case):
-        path = ref.copy_case(case, tmp_path)
-        monkeypatch.chdir(path)
-        return path
-
-    return enter
-
-
 def fresh_solver(case):
     """The case's solver, with Caffe's initial params copied in."""
     solver = pcl.get_solver("solver.prototxt")

@@ -15,16 +15,6 @@ from pycaffelite.solvers import solverstate
 import solver_ref_cases as ref
 
 
-@pytest.fixture
-def case_dir(tmp_path, monkeypatch):
-    def enter(case):
-        path = ref.copy_case(case, tmp_path)
-        monkeypatch.chdir(path)
-        return path
-
-    return enter
-
-
 def fresh_solver(case, solver_file="solver.prototxt"):
     solver = pcl.get_solver(solver_file)
     ref.set_params(solver.net, ref.load(case, "trajectory"), "init", ref.learnable_names(case))
