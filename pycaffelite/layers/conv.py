@@ -13,8 +13,8 @@ Convolution layer's image is its bottom; the Deconvolution layer runs the same m
 its image is its top and its bottom is the column side.
 
 Speed: images are processed in chunks of n; one chunk's im2col columns form a
-(Ci prod(k), prod(O) n) matrix so that each group needs one GEMM per chunk (np.matmul on float32
-calls BLAS sgemm). Chunks are sized so the column buffer stays cache-sized (COLUMN_BUDGET), the
+(Ci prod(k), prod(O) n) matrix so that each group needs one GEMM per chunk (`pycaffelite.gemm`:
+float32 runs the compiled kernel, which also adds into its output and reads strided views). Chunks are sized so the column buffer stays cache-sized (COLUMN_BUDGET), the
 buffers' memory order is picked per layer (`images_inner` in reshape), stride-1 layers im2col
 all but the first spatial axis and run one GEMM per kernel row on shifted windows instead
 (`_column_geometry`), the data direction of suitable stride-1 layers runs as a convolution with
@@ -27,6 +27,7 @@ Every choice is checked against direct references and gradient checks in the tes
 import numpy as np
 
 from . import register
+from ..gemm import matmul, matmul_sum, row_sums
 from .base import Layer
 from .im2col import col2im, conv_output_size, deconv_output_size, im2col, interior, kernel_extent
 
@@ -232,15 +233,9 @@ class _ConvolutionBase(Layer):
         side_size = self.co * chunk * self.o_count
         weights = (self.shifts, self.group, self.co // self.group, self.col_rows)
         col2im_here = self._flipped is None and not self.is_mirror
-        # a shift's GEMM result before it is added: a side chunk, or a column window
-        window_size = 0 if self.shifts == 1 else \
-            max(side_size, self.col_rows * self.group * chunk * self.o_count if col2im_here else 0)
-        # the bias gradient's ones vector (over a top's spatial positions, then over the num)
-        ones_size, rows_size = (0, 0) if self.is_mirror else \
-            (max(self.num, self.o_count, int(np.prod(self.s_shape, dtype=np.int64))),
-             self.num * self.num_output)
+        rows_size = 0 if self.is_mirror else self.num * self.num_output  # bias gradient rows
         key = (xp, chunk, self.images_inner, self.padded_shape, col_size, side_size, weights,
-               col2im_here, ones_size, rows_size)
+               col2im_here, rows_size)
         if self._buffers is not None and self._buffers["key"] == key:
             return
         # Images outermost and no pad: im2col reads the blob itself, col2im writes it.
@@ -253,14 +248,9 @@ class _ConvolutionBase(Layer):
             "side": xp.empty(side_size, self.dtype),
             "pad_in": xp.empty(padded_size, self.dtype) if use_padded else None,
             "pad_out": xp.empty(padded_size, self.dtype) if use_padded and col2im_here else None,
-            "window": xp.empty(window_size, self.dtype),
             "shifted_weight": xp.empty(weights, self.dtype),
-            "dw": None if self.is_mirror else xp.empty(dw_shape[1:], self.dtype),
             "shifted_dw": None if self.is_mirror else xp.empty(dw_shape, self.dtype),
-            "ones": xp.ones(ones_size, self.dtype),
             "bias_rows": xp.empty(rows_size, self.dtype),
-            "image_dw": None if self.is_mirror or self.images_inner else
-            xp.empty(chunk * self.co * self.col_rows, self.dtype),
             # a mirror's weights: the owner's, flipped (see _FlippedConvolution)
             "weight": xp.empty((self.co, self.ci // self.group) + self.kernel, self.dtype)
             if self.is_mirror else None,
@@ -332,11 +322,6 @@ class _ConvolutionBase(Layer):
             return flat.reshape((self.ci,) + self.col_kernel + self.col_shape + (n,)), matrix
         logical = flat.reshape((self.ci,) + self.col_kernel + (n,) + self.col_shape)
         return self.xp.moveaxis(logical, 1 + self.num_spatial, -1), matrix
-
-    def _window_buffer(self, rows, n):
-        """A (G, rows, prod(O) n) matrix for one shift's GEMM result."""
-        size = self.group * rows * self.o_count * n
-        return self._buffer("window")[:size].reshape(self.group, rows, self.o_count * n)
 
     def _side_chunk(self, array):
         """The side buffer's (Co, P, n) array (images innermost) as a (n, Co, P) view."""
@@ -413,8 +398,8 @@ class _ConvolutionBase(Layer):
         if not self.images_inner:
             target = side[n0:n0 + n]
             per_image = col.reshape(self.group, self.col_rows, n, self.o_count).transpose(2, 0, 1, 3)
-            xp.matmul(weights[0], per_image,
-                      out=target.reshape(n, self.group, self.co // self.group, self.o_count))
+            matmul(weights[0], per_image,
+                   target.reshape(n, self.group, self.co // self.group, self.o_count))
             if add_bias:
                 target += self._bias(2)
             return
@@ -423,11 +408,8 @@ class _ConvolutionBase(Layer):
             out = target.reshape(self.group, self.co // self.group, self.o_count)
         else:
             array, out = self._side_buffer(n)
-        xp.matmul(weights[0], col[..., self._window(0, n)], out=out)
-        for j in range(1, self.shifts):
-            term = self._window_buffer(self.co // self.group, n)
-            xp.matmul(weights[j], col[..., self._window(j, n)], out=term)
-            out += term
+        for j in range(self.shifts):
+            matmul(weights[j], col[..., self._window(j, n)], out, accumulate=j > 0)
         if n == 1:
             if add_bias:
                 target += self._bias(2)
@@ -440,11 +422,9 @@ class _ConvolutionBase(Layer):
     # -- the three directions -------------------------------------------------------------------
     def _forward_direction(self, image, side, add_bias):
         """side (N, Co, P) = W . col(image (N, Ci, *S)) (+ bias)."""
-        xp = self.xp
         if self.is_1x1:
             out = side.reshape(self.num, self.group, self.co // self.group, self.o_count)
-            xp.matmul(self._grouped_weight(), image.reshape(out.shape[:2] + (-1, self.o_count)),
-                      out=out)
+            matmul(self._grouped_weight(), image.reshape(out.shape[:2] + (-1, self.o_count)), out)
             if add_bias:
                 side += self._bias(2)
             return
@@ -454,14 +434,13 @@ class _ConvolutionBase(Layer):
 
     def _data_direction(self, side, image, add_bias):
         """image (N, Ci, *S) = col2im(W^T . side (N, Co, P)) (+ bias)."""
-        xp = self.xp
         if self._flipped is not None:
             self._flipped.run(side, image, add_bias)
             return
         if self.is_1x1:
             out = image.reshape(self.num, self.group, self.ci // self.group, self.o_count)
-            xp.matmul(self._grouped_weight().swapaxes(1, 2),
-                      side.reshape(out.shape[:2] + (-1, self.o_count)), out=out)
+            matmul(self._grouped_weight().swapaxes(1, 2),
+                   side.reshape(out.shape[:2] + (-1, self.o_count)), out)
             if add_bias:
                 image += self._bias(image.ndim - 1)
             return
@@ -471,12 +450,10 @@ class _ConvolutionBase(Layer):
             side_matrix = self._side_matrix(side, n0, n)
             # shift 0 writes its window, the columns after it start at 0, later shifts add
             first = self._window(0, n)
-            xp.matmul(weights_t[0], side_matrix, out=matrix[..., first])
+            matmul(weights_t[0], side_matrix, matrix[..., first])
             matrix[..., first.stop:] = 0
             for j in range(1, self.shifts):
-                term = self._window_buffer(self.col_rows, n)
-                xp.matmul(weights_t[j], side_matrix, out=term)
-                matrix[..., self._window(j, n)] += term
+                matmul(weights_t[j], side_matrix, matrix[..., self._window(j, n)], accumulate=True)
             self._add_columns_to_image(column, image, n0, n, add_bias)
 
     def _add_weight_gradient(self, image, side):
@@ -485,8 +462,6 @@ class _ConvolutionBase(Layer):
         Computed transposed, as col . side^T per shift into (shifts, G, rows, Co/G): BLAS runs
         this long-and-thin product markedly faster than side . col^T (measured 1.6x). With images
         outermost, per image instead (`_add_outer_weight_gradient`)."""
-        xp = self.xp
-        product = self._buffer("dw")
         total = self._buffer("shifted_dw")
         total[...] = 0
         for n0, n in self._chunks():
@@ -496,35 +471,29 @@ class _ConvolutionBase(Layer):
                 continue
             side_t = self._side_matrix(side, n0, n).swapaxes(1, 2)
             for j in range(self.shifts):
-                xp.matmul(col[..., self._window(j, n)], side_t, out=product)
-                total[j] += product
+                matmul(col[..., self._window(j, n)], side_t, total[j], accumulate=True)
         cog, cig = self.co // self.group, self.ci // self.group
         dweight = self.blobs[0].write_diff().reshape(self.group, cog, cig, self.shifts, -1)
         dweight += total.reshape(self.shifts, self.group, cig, -1, cog).transpose(1, 4, 2, 0, 3)
 
     def _add_outer_weight_gradient(self, col, side, n0, n, total):
         """total (G, rows, Co/G) += the weight gradient of images n0..n0+n, with images outermost:
-        one product per image straight from the side (no copy of it into the side buffer),
-        side_i . col_i^T, summed over the images (measured 1.15x faster for CIFAR's conv1)."""
+        per group, the sum over the images of side_i . col_i^T, straight from the side (no copy
+        of it into the side buffer)."""
         cog = self.co // self.group
-        products = self._buffer("image_dw")[:n * self.co * self.col_rows]
-        products = products.reshape(n, self.group, cog, self.col_rows)
-        col_t = col.reshape(self.group, self.col_rows, n, self.o_count).transpose(2, 0, 3, 1)
-        self.xp.matmul(side[n0:n0 + n].reshape(n, self.group, cog, self.o_count), col_t,
-                       out=products)
-        total += products.sum(axis=0).swapaxes(1, 2)
+        per_image = col.reshape(self.group, self.col_rows, n, self.o_count).transpose(0, 2, 1, 3)
+        side_t = side[n0:n0 + n].reshape(n, self.group, cog, self.o_count).transpose(1, 0, 3, 2)
+        for g in range(self.group):
+            matmul_sum(per_image[g], side_t[g], total[g], accumulate=True)
 
     def _add_bias_gradient(self, top_diff):
-        """db += the sum of the top diff over the num and spatial axes: per image and
-        channel a sum over space, then a sum over the images, both as products
-        with a ones vector (BLAS: measured 6x faster than numpy's sum over the two axes)."""
-        xp = self.xp
-        rows = top_diff.reshape(self.num * self.num_output, -1)
-        ones = self._buffer("ones")
+        """db += the sum of the top diff over the num and spatial axes: per image and channel
+        a sum over space, then a sum over the images (numpy's sum over the two axes at once
+        measured 6x slower)."""
         per_image = self._buffer("bias_rows")
-        xp.matmul(rows, ones[:rows.shape[1]], out=per_image)
+        row_sums(top_diff.reshape(self.num * self.num_output, -1), per_image)
         db = self.blobs[1].write_diff()
-        db += xp.matmul(ones[:self.num], per_image.reshape(self.num, self.num_output))
+        db += per_image.reshape(self.num, self.num_output).sum(axis=0)
 
 
 class _FlippedConvolution(_ConvolutionBase):

@@ -1,11 +1,7 @@
 """InnerProduct: the fully connected layer."""
 from . import register
+from ..gemm import matmul
 from .base import Layer, Workspace
-
-# The weight gradient is accumulated through a buffer of at most this many elements (4 MB in
-# float32), a block of weight rows at a time: numpy's matmul cannot add into its output, and a
-# weight-sized buffer would double the memory of a large layer's gradient.
-PRODUCT_ELEMENTS = 1 << 20
 
 
 @register("InnerProduct")
@@ -23,8 +19,8 @@ class InnerProductLayer(Layer):
 
     Backward: dW += top_diff^T . bottom (its transpose when `transpose`), db += the column sums of
     top_diff, bottom_diff = top_diff . W (W^T when `transpose`). K is fixed at setup: a later
-    bottom with another K is an error. The products go into buffers made at reshape time, and
-    dW takes its product a block of rows at a time (PRODUCT_ELEMENTS).
+    bottom with another K is an error. The weight gradient's product is added straight into the
+    gradient (`pycaffelite.gemm.matmul` with accumulate: no product-sized buffer).
     """
 
     exact_num_bottom = 1
@@ -44,8 +40,6 @@ class InnerProductLayer(Layer):
         self.add_param_blob(weight_shape, p.weight_filler)
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
-        rows, cols = weight_shape
-        self.block_rows = max(1, min(rows, PRODUCT_ELEMENTS // cols))
         self.work = Workspace()
 
     def _axis(self, blob):
@@ -60,23 +54,17 @@ class InnerProductLayer(Layer):
                              f"layer was set up with")
         self.m = bottom[0].count(0, axis)
         top[0].reshape(bottom[0].shape[:axis] + (self.num_output,))
-        self._product()
         if self.bias_term:
             self._bias_sum()
-
-    def _product(self):
-        """The buffer for one block of rows of the weight gradient's product."""
-        return self.work.get(self.xp, "product", (self.block_rows, self.blobs[0].shape[1]), self.dtype)
 
     def _bias_sum(self):
         return self.work.get(self.xp, "bias_sum", (self.num_output,), self.dtype)
 
     def forward(self, bottom, top):
-        xp = self.xp
         x = bottom[0].read_data().reshape(self.m, self.k)
         w = self.blobs[0].read_data()
         y = top[0].write_data().reshape(self.m, self.num_output)
-        xp.matmul(x, w if self.transpose else w.T, out=y)
+        matmul(x, w if self.transpose else w.T, y)
         if self.bias_term:
             y += self.blobs[1].read_data()
 
@@ -87,11 +75,7 @@ class InnerProductLayer(Layer):
             x = bottom[0].read_data().reshape(self.m, self.k)
             dw = self.blobs[0].write_diff()
             left, right = (x.T, dy) if self.transpose else (dy.T, x)
-            product = self._product()
-            for start in range(0, dw.shape[0], self.block_rows):
-                block = product[:min(self.block_rows, dw.shape[0] - start)]
-                xp.matmul(left[start:start + len(block)], right, out=block)
-                dw[start:start + len(block)] += block
+            matmul(left, right, dw, accumulate=True)
         if self.bias_term and self.param_propagate_down[1]:
             total = self._bias_sum()
             xp.sum(dy, axis=0, out=total)
@@ -99,4 +83,4 @@ class InnerProductLayer(Layer):
         if propagate_down[0]:
             w = self.blobs[0].read_data()
             dx = bottom[0].write_diff().reshape(self.m, self.k)
-            xp.matmul(dy, w.T if self.transpose else w, out=dx)
+            matmul(dy, w.T if self.transpose else w, dx)

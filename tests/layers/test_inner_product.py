@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from pycaffelite.errors import PclError
-from pycaffelite.layers import inner_product
 from pycaffelite.gradient_check import GradientChecker
 from tests.layer_testing import blob_from, empty_tops, gaussian_blob, make_layer
 
@@ -73,15 +72,15 @@ def test_backward_hand_computed_and_param_diffs_accumulate():
     np.testing.assert_allclose(layer.blobs[1].diff, [2.0, 4.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose", [False, True])
-def test_weight_gradient_in_row_blocks_accumulates(monkeypatch, transpose):
-    """With room for 2 weight rows per block, dW (5 rows: blocks of 2, 2, 1) still gets
-    dY^T . X (or X^T . dY stored transposed) added to what it held."""
-    monkeypatch.setattr(inner_product, "PRODUCT_ELEMENTS", 2 * (3 if transpose else 5))
+def test_weight_gradient_accumulates(transpose, dtype):
+    """dW gets dY^T . X (or X^T . dY stored transposed) added to what it held (float32 through
+    the compiled kernel, float64 through numpy)."""
     x = np.arange(6.0).reshape(2, 3)                       # M = 2 items, K = 3
     dy = np.array([[1.0, 0.0, 2.0, -1.0, 3.0], [0.5, 1.0, 0.0, 2.0, -2.0]])   # N = 5 outputs
-    bottom = blob_from(x)
-    layer, tops = set_up(f"num_output: 5 transpose: {str(transpose).lower()}", bottom)
+    bottom = blob_from(x, dtype)
+    layer, tops = set_up(f"num_output: 5 transpose: {str(transpose).lower()}", bottom, dtype)
     layer.forward([bottom], tops)
     tops[0].diff[...] = dy
     layer.blobs[0].diff[...] = 1.0

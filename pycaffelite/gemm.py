@@ -1,0 +1,201 @@
+"""Matrix products for the layers: `matmul(a, b, out)` computes out = a @ b (numpy's matmul rules
+for stacked matrices) and with accumulate=True adds a @ b into out.
+
+float32 on the CPU runs the compiled kernel of `pycaffelite.kernels.sgemm`, split over threads;
+everything else (float64 for gradient checks, cupy arrays on a GPU) runs the array module's own
+matmul. The number of threads follows OpenBLAS's environment variables (OPENBLAS_NUM_THREADS,
+then OMP_NUM_THREADS), else the CPUs this process may run on; `set_num_threads` changes it.
+"""
+import os
+import threading
+
+import numpy as np
+
+# Below this many multiply-adds a product runs in one thread: starting the others costs a few
+# microseconds.
+_THREADING_THRESHOLD = 1 << 19
+
+_kernel = None
+_num_threads = None
+_scratch = threading.local()
+
+
+def _default_threads():
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
+def num_threads():
+    """Threads a float32 CPU product uses."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _default_threads()
+    return _num_threads
+
+
+def set_num_threads(count):
+    """Use `count` threads (>= 1) for float32 CPU products from now on."""
+    global _num_threads
+    if count < 1:
+        raise ValueError(f"thread count must be at least 1, got {count}")
+    _num_threads = int(count)
+
+
+def _sgemm_module():
+    """The compiled kernel module, imported (and compiled, or loaded from numba's cache) on first
+    use so that commands which never multiply do not pay for it."""
+    global _kernel
+    if _kernel is None:
+        from .kernels import sgemm  # noqa: PLC0415 - deferred: numba start-up and compilation
+
+        _kernel = sgemm
+    return _kernel
+
+
+def matmul(a, b, out, accumulate=False):
+    """out = a @ b, or out += a @ b with accumulate; returns out.
+
+    a (..., M, K) and b (..., K, N) broadcast over their leading axes to out's (..., M, N); out
+    must not overlap a or b."""
+    if not _runs_compiled(a, b, out):
+        if accumulate:
+            out += a @ b
+        elif isinstance(out, np.ndarray):
+            np.matmul(a, b, out=out)
+        else:
+            _device_matmul(a, b, out)
+        return out
+    batch = out.shape[:-2]
+    rows, depth, columns = a.shape[-2], a.shape[-1], b.shape[-1]
+    if a.shape[-2:] != (rows, depth) or b.shape[-2] != depth or out.shape[-2:] != (rows, columns):
+        raise ValueError(f"matmul: shapes {a.shape} @ {b.shape} do not give {out.shape}")
+    if depth == 0 or out.size == 0:
+        if not accumulate:
+            out[...] = 0
+        return out
+    a, b = _broadcast(a, batch), _broadcast(b, batch)
+    for a3, b3, c3 in _as_batches(a, b, out):
+        _run_threaded(a3, b3, c3, accumulate)
+    return out
+
+
+def matmul_sum(a, b, out, accumulate=False):
+    """out = the sum over t of a[t] @ b[t] (or out += it with accumulate); returns out.
+
+    a (T, M, K), b (T, K, N), out (M, N): one product with the shared dimension running over
+    both t and K, for operands whose (t, K) axes cannot be merged into one."""
+    if not _runs_compiled(a, b, out):
+        total = (a @ b).sum(axis=0)
+        if accumulate:
+            out += total
+        else:
+            out[...] = total
+        return out
+    items, rows, depth = a.shape
+    if b.shape[:2] != (items, depth) or out.shape != (rows, b.shape[2]):
+        raise ValueError(f"matmul_sum: shapes {a.shape} @ {b.shape} do not sum to {out.shape}")
+    if items == 0 or depth == 0:
+        if not accumulate:
+            out[...] = 0
+        return out
+    summed = np.lib.stride_tricks.as_strided(out, (items,) + out.shape, (0,) + out.strides)
+    _run_threaded(a, b, summed, accumulate)
+    return out
+
+
+def row_sums(x, out):
+    """out[r] = x[r].sum() for a 2-d x (float32 CPU rows summed by the compiled kernel);
+    returns out."""
+    if not (_runs_compiled(x, x, x) and isinstance(out, np.ndarray) and out.dtype == np.float32
+            and x.flags.c_contiguous and out.flags.c_contiguous):
+        return x.sum(axis=1, out=out)
+    _sgemm_module().row_sums(x.reshape(-1), x.shape[0], x.shape[1], out)
+    return out
+
+
+def _device_matmul(a, b, out):
+    import cupy  # noqa: PLC0415 - only reached with device arrays (not yet run on a real GPU)
+
+    cupy.matmul(a, b, out=out)
+
+
+def _runs_compiled(a, b, out):
+    arrays = (a, b, out)
+    return (all(isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim >= 2
+                for x in arrays)
+            and all(s >= 0 for x in arrays for s in x.strides))
+
+
+def _broadcast(x, batch):
+    """x (..., R, C) as a view of shape batch + (R, C), stride 0 along broadcast axes (unlike
+    np.broadcast_to's, a view the kernel's signature accepts: not marked read-only)."""
+    lead = (1,) * (len(batch) - (x.ndim - 2)) + x.shape[:-2]
+    strides = (0,) * (len(batch) - (x.ndim - 2)) + x.strides[:-2]
+    if len(lead) != len(batch) or any(n not in (1, m) for n, m in zip(lead, batch)):
+        raise ValueError(f"matmul: leading axes {x.shape[:-2]} do not broadcast to {batch}")
+    strides = tuple(0 if n != m else s for n, m, s in zip(lead, batch, strides))
+    return np.lib.stride_tricks.as_strided(x, batch + x.shape[-2:], strides + x.strides[-2:])
+
+
+def _as_batches(a, b, c):
+    """The stacked products as 3-d (batch, rows, columns) views: unit leading axes dropped, the
+    innermost leading axes merged into one as far as the three arrays' strides allow, any
+    outer ones looped over here."""
+    lead = c.shape[:-2]
+    keep = tuple(0 if n == 1 else slice(None) for n in lead)
+    a, b, c = (x[keep] for x in (a, b, c))
+    count = c.ndim - 2
+    inner = min(count, 1)
+    while inner < count and all(x.strides[count - inner - 1] == x.strides[count - inner] *
+                                x.shape[count - inner] for x in (a, b, c)):
+        inner += 1
+    for index in np.ndindex(*c.shape[:count - inner]):
+        yield tuple(_three_axes(x[index], inner) for x in (a, b, c))
+
+
+def _three_axes(x, batch_axes):
+    """x with its `batch_axes` leading axes merged into one (a view: checked mergeable), or a
+    leading unit axis added when there are none."""
+    if batch_axes == 0:
+        return x[None]
+    count = int(np.prod(x.shape[:batch_axes]))
+    return np.lib.stride_tricks.as_strided(
+        x, (count,) + x.shape[batch_axes:], (x.strides[batch_axes - 1],) + x.strides[batch_axes:])
+
+
+def _run_threaded(a, b, c, accumulate):
+    """c[t] (+)= a[t] @ b[t] for 3-d views; where c's batch stride is 0 the products are summed.
+    Split into num_threads() parts (one below _THREADING_THRESHOLD multiply-adds): by batch
+    items where there are enough, else by columns, else by rows."""
+    sgemm = _sgemm_module()
+    items, rows, depth = a.shape
+    columns = b.shape[2]
+    parts = num_threads()
+    if items * rows * depth * columns < _THREADING_THRESHOLD:
+        parts = 1
+    if items >= parts and c.strides[0] != 0:
+        split = sgemm.SPLIT_ITEMS
+    elif -(-columns // sgemm.NR) >= parts:
+        split = sgemm.SPLIT_COLUMNS
+    else:
+        split = sgemm.SPLIT_ROWS
+    sizes = sgemm.scratch_sizes(rows, depth)
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None or any(len(x) < parts * n for x, n in zip(buffers, sizes)):
+        buffers = _scratch.buffers = tuple(
+            np.empty(max(parts * n, 0 if buffers is None else len(x)), np.float32)
+            for n, x in zip(sizes, buffers or ((),) * 3))
+    (fa, sa), (fb, sb), (fc, sc) = (_flat(x) for x in (a, b, c))
+    sgemm.sgemm(fa, sa, fb, sb, fc, sc, (items, rows, depth, columns), accumulate, parts, split,
+                *buffers)
+
+
+def _flat(x):
+    """(the 1-d array from x's first element to its last, x's strides in elements)."""
+    steps = tuple(s // x.itemsize for s in x.strides)
+    span = 1 + sum((n - 1) * s for n, s in zip(x.shape, steps))
+    return np.lib.stride_tricks.as_strided(x, (span,), (x.itemsize,)), steps

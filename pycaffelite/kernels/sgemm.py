@@ -1,0 +1,248 @@
+"""Single-precision GEMM compiled with numba: c[i] = a[i] . b[i] (or +=) over a batch.
+
+The classic blocked scheme: for each block of KC columns of a, a is packed into panels of MR rows
+(MR values of one column next to each other), and for each panel of NR columns of b, that panel
+is packed (NR values of one row next to each other); an MR x NR micro-kernel then keeps its whole
+tile of c in 16 vector registers while it runs down the KC shared values, loading two vectors of
+b and broadcasting MR values of a per step. Packing makes every access in the micro-kernel
+contiguous whatever the strides of a and b (transposed views cost nothing extra), and zero-pads
+the edges so the micro-kernel always computes a full tile; the tile goes through a small buffer
+into c, which may be any strided view.
+
+Why not numpy's matmul: its BLAS may be pinned to an older kernel by the environment (e.g.
+OPENBLAS_CORETYPE=Haswell on AVX-512 machines, where it then runs at half the machine's rate), and
+it cannot add into its output. The functions here are compiled once for the host CPU (numba's
+on-disk cache keeps them for later processes) and release the GIL, so `pycaffelite.gemm` runs
+parts of one product in several threads.
+"""
+import numpy as np
+from numba import njit, prange, types
+
+from .simd import vadd, vfma, vload, vstore, vzero
+
+MR = 8  # rows of a micro-tile
+NR = 32  # columns of a micro-tile: two 16-lane vectors
+KC = 256  # shared dimension per packed block: an 8 KB panel of a, a 32 KB panel of b
+
+_FLAT = types.Array(types.float32, 1, "C")
+_COMPILE = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
+
+
+@njit(inline="always", **_COMPILE)
+def _store_row(c, start, add, left, right):
+    """c[start:start + 32] (+)= the two vectors."""
+    if add:
+        left = vadd(left, vload(c, start))
+        right = vadd(right, vload(c, start + 16))
+    vstore(c, start, left)
+    vstore(c, start + 16, right)
+
+
+@njit(types.void(_FLAT, types.intp, types.intp, types.intp, _FLAT, types.intp, types.intp,
+                 types.intp, _FLAT, types.intp, types.intp, types.boolean), **_COMPILE)
+def _micro_kernel(a, a_start, a_row, a_step, b, b_start, b_step, kc, c, c_start, c_step, add):
+    """c[i, j] (+)= sum over p < kc of a[i, p] b[p, j] for i < MR, j < NR, where a[i, p] is
+    a[a_start + i a_row + p a_step], b[p, j] is b[b_start + p b_step + j] and c[i, j] is
+    c[c_start + i c_step + j]. (A packed panel of a has a_row 1 and a_step MR.)"""
+    c00 = vzero(); c01 = vzero(); c10 = vzero(); c11 = vzero()  # noqa: E702
+    c20 = vzero(); c21 = vzero(); c30 = vzero(); c31 = vzero()  # noqa: E702
+    c40 = vzero(); c41 = vzero(); c50 = vzero(); c51 = vzero()  # noqa: E702
+    c60 = vzero(); c61 = vzero(); c70 = vzero(); c71 = vzero()  # noqa: E702
+    a0 = a_start
+    a1, a2, a3 = a0 + a_row, a0 + 2 * a_row, a0 + 3 * a_row
+    a4, a5, a6, a7 = a0 + 4 * a_row, a0 + 5 * a_row, a0 + 6 * a_row, a0 + 7 * a_row
+    bi = b_start
+    for _ in range(kc):
+        b0 = vload(b, bi)
+        b1 = vload(b, bi + 16)
+        x = a[a0]
+        c00 = vfma(x, b0, c00); c01 = vfma(x, b1, c01)  # noqa: E702
+        x = a[a1]
+        c10 = vfma(x, b0, c10); c11 = vfma(x, b1, c11)  # noqa: E702
+        x = a[a2]
+        c20 = vfma(x, b0, c20); c21 = vfma(x, b1, c21)  # noqa: E702
+        x = a[a3]
+        c30 = vfma(x, b0, c30); c31 = vfma(x, b1, c31)  # noqa: E702
+        x = a[a4]
+        c40 = vfma(x, b0, c40); c41 = vfma(x, b1, c41)  # noqa: E702
+        x = a[a5]
+        c50 = vfma(x, b0, c50); c51 = vfma(x, b1, c51)  # noqa: E702
+        x = a[a6]
+        c60 = vfma(x, b0, c60); c61 = vfma(x, b1, c61)  # noqa: E702
+        x = a[a7]
+        c70 = vfma(x, b0, c70); c71 = vfma(x, b1, c71)  # noqa: E702
+        a0 += a_step; a1 += a_step; a2 += a_step; a3 += a_step  # noqa: E702
+        a4 += a_step; a5 += a_step; a6 += a_step; a7 += a_step  # noqa: E702
+        bi += b_step
+    _store_row(c, c_start, add, c00, c01)
+    _store_row(c, c_start + c_step, add, c10, c11)
+    _store_row(c, c_start + 2 * c_step, add, c20, c21)
+    _store_row(c, c_start + 3 * c_step, add, c30, c31)
+    _store_row(c, c_start + 4 * c_step, add, c40, c41)
+    _store_row(c, c_start + 5 * c_step, add, c50, c51)
+    _store_row(c, c_start + 6 * c_step, add, c60, c61)
+    _store_row(c, c_start + 7 * c_step, add, c70, c71)
+
+
+@njit(**_COMPILE)
+def _pack_a(a, start, row_step, col_step, rows, first_panel, k0, kc, packed, packed_start):
+    """packed[panel, p, i] = a[panel MR + i, k0 + p] for panels from first_panel on, zero past
+    the last row; a is the matrix at flat `start` of `a` with the given element steps, packed
+    starts at flat `packed_start`."""
+    for panel in range(first_panel, (rows + MR - 1) // MR):
+        base = packed_start + panel * kc * MR
+        last = min(MR, rows - panel * MR)
+        if last < MR:
+            packed[base:base + kc * MR] = 0.0
+        first_row = start + panel * MR * row_step + k0 * col_step
+        if row_step < col_step:  # read a in its memory order
+            for p in range(kc):
+                source = first_row + p * col_step
+                for i in range(last):
+                    packed[base + p * MR + i] = a[source + i * row_step]
+        else:
+            for i in range(last):
+                source = first_row + i * row_step
+                for p in range(kc):
+                    packed[base + p * MR + i] = a[source + p * col_step]
+
+
+@njit(**_COMPILE)
+def _pack_b(b, start, row_step, col_step, width, k0, kc, packed, base):
+    """packed[base + p NR + j] = b[k0 + p, j] for j < width (<= NR), zero beyond; b is the
+    matrix at flat `start` of `b` with the given element steps (start already at the panel's
+    first column)."""
+    if width < NR:
+        packed[base:base + kc * NR] = 0.0
+    if col_step == 1 and width == NR:
+        for p in range(kc):
+            source = start + (k0 + p) * row_step
+            vstore(packed, base + p * NR, vload(b, source))
+            vstore(packed, base + p * NR + 16, vload(b, source + 16))
+    elif col_step == 1:
+        for p in range(kc):
+            source = start + (k0 + p) * row_step
+            for j in range(width):
+                packed[base + p * NR + j] = b[source + j]
+    elif col_step < row_step:
+        for p in range(kc):
+            source = start + (k0 + p) * row_step
+            for j in range(width):
+                packed[base + p * NR + j] = b[source + j * col_step]
+    else:
+        for j in range(width):
+            source = start + j * col_step + k0 * row_step
+            for p in range(kc):
+                packed[base + p * NR + j] = b[source + p * row_step]
+
+
+_STEPS = types.UniTuple(types.intp, 3)
+_SHAPE = types.UniTuple(types.intp, 4)
+
+
+@njit(**_COMPILE)
+def scratch_sizes(rows, depth):
+    """Sizes of one part's three scratch buffers (packed a, packed b, tile) for a product with
+    `rows` rows of a and a shared dimension `depth`."""
+    kc = min(depth, KC)
+    return (rows + MR - 1) // MR * MR * kc, kc * NR, MR * NR
+
+
+@njit(**_COMPILE)
+def _product(a, a_start, a_steps, b, b_start, b_steps, c, c_start, c_steps, shape, accumulate,
+             a_packed, a_base, b_packed, b_base, tile, tile_base):
+    """The product of `sgemm` for one part: shape (T, M, K, N) and the operands' flat starts
+    given for that part, its scratch from the given flat starts of the scratch buffers."""
+    items, rows, depth, columns = shape
+    if items == 0 or rows == 0 or columns == 0:
+        return
+    panels = (rows + MR - 1) // MR
+    c_row, c_col = c_steps[1], c_steps[2]
+    for item in range(items):
+        a_item, b_item = a_start + item * a_steps[0], b_start + item * b_steps[0]
+        c_item = c_start + item * c_steps[0]
+        for k0 in range(0, depth, KC):
+            kc = min(KC, depth - k0)
+            add = accumulate or k0 > 0 or (item > 0 and c_steps[0] == 0)
+            # panels of a with unit steps along k are read in place, any others are packed
+            in_place = rows // MR if a_steps[2] == 1 else 0
+            _pack_a(a, a_item, a_steps[1], a_steps[2], rows, in_place, k0, kc, a_packed, a_base)
+            for j0 in range(0, columns, NR):
+                width = min(NR, columns - j0)
+                # a full panel of a row-major b is read in place, any other is packed
+                if b_steps[2] == 1 and width == NR:
+                    source, source_start, source_step = b, b_item + k0 * b_steps[1] + j0, b_steps[1]
+                else:
+                    _pack_b(b, b_item + j0 * b_steps[2], b_steps[1], b_steps[2], width, k0, kc,
+                            b_packed, b_base)
+                    source, source_start, source_step = b_packed, b_base, NR
+                for panel in range(panels):
+                    i0 = panel * MR
+                    if panel < in_place:
+                        source_a, a_first, a_row, a_step = a, a_item + i0 * a_steps[1] + k0, \
+                            a_steps[1], 1
+                    else:
+                        source_a, a_first, a_row, a_step = a_packed, a_base + i0 * kc, 1, MR
+                    target = c_item + i0 * c_row + j0 * c_col
+                    if c_col == 1 and width == NR and i0 + MR <= rows:
+                        _micro_kernel(source_a, a_first, a_row, a_step, source, source_start,
+                                      source_step, kc, c, target, c_row, add)
+                        continue
+                    _micro_kernel(source_a, a_first, a_row, a_step, source, source_start,
+                                  source_step, kc, tile, tile_base, NR, False)
+                    for i in range(min(MR, rows - i0)):
+                        row = target + i * c_row
+                        for j in range(width):
+                            value = tile[tile_base + i * NR + j]
+                            if add:
+                                c[row + j * c_col] += value
+                            else:
+                                c[row + j * c_col] = value
+
+
+SPLIT_ITEMS, SPLIT_COLUMNS, SPLIT_ROWS = 0, 1, 2
+
+
+@njit(types.void(_FLAT, _STEPS, _FLAT, _STEPS, _FLAT, _STEPS, _SHAPE, types.boolean,
+                 types.intp, types.intp, _FLAT, _FLAT, _FLAT), parallel=True, **_COMPILE)
+def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, parts, split,
+          a_packed, b_packed, tile):
+    """c[t] = a[t] . b[t] (accumulate: c[t] += ...) for t < T, all float32, where
+    shape = (T, M, K, N) and each operand is given as a flat array starting at its element
+    [0, 0, 0] and its (batch, row, column) steps in elements (any non-negative steps: views,
+    transposes, broadcasts). K must be positive. A batch step of 0 for c sums the products of
+    all t into it (then `split` must not be SPLIT_ITEMS).
+
+    The work is cut into `parts` near-equal parts along the batch, the columns (whole NR
+    panels) or the rows (whole MR panels) as `split` says, run in numba's threads; each scratch
+    buffer holds `parts` times `scratch_sizes`."""
+    items, rows, depth, columns = shape
+    extent = (items, columns, rows)[split]
+    unit = (1, NR, MR)[split]
+    units = (extent + unit - 1) // unit
+    a_size, b_size, tile_size = scratch_sizes(rows, depth)
+    for part in prange(parts):
+        lo = min(extent, units * part // parts * unit)
+        hi = min(extent, units * (part + 1) // parts * unit)
+        scratch = (a_packed, part * a_size, b_packed, part * b_size, tile, part * tile_size)
+        if split == SPLIT_ITEMS:
+            _product(a, lo * a_steps[0], a_steps, b, lo * b_steps[0], b_steps, c, lo * c_steps[0],
+                     c_steps, (hi - lo, rows, depth, columns), accumulate, *scratch)
+        elif split == SPLIT_COLUMNS:
+            _product(a, 0, a_steps, b, lo * b_steps[2], b_steps, c, lo * c_steps[2], c_steps,
+                     (items, rows, depth, hi - lo), accumulate, *scratch)
+        else:
+            _product(a, lo * a_steps[1], a_steps, b, 0, b_steps, c, lo * c_steps[1], c_steps,
+                     (items, hi - lo, depth, columns), accumulate, *scratch)
+
+
+@njit(types.void(_FLAT, types.intp, types.intp, _FLAT), **_COMPILE)
+def row_sums(x, rows, length, out):
+    """out[r] = the sum of x[r length:(r + 1) length] for r < rows (a product with a vector of
+    ones, without the multiplications)."""
+    for r in range(rows):
+        total = np.float32(0.0)
+        start = r * length
+        for j in range(length):
+            total += x[start + j]
+        out[r] = total
