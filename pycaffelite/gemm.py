@@ -1,48 +1,23 @@
 """Matrix products for the layers: `matmul(a, b, out)` computes out = a @ b (numpy's matmul rules
 for stacked matrices) and with accumulate=True adds a @ b into out.
 
-float32 on the CPU runs the compiled kernel of `pycaffelite.kernels.sgemm`, split over threads;
-everything else (float64 for gradient checks, cupy arrays on a GPU) runs the array module's own
-matmul. The number of threads follows OpenBLAS's environment variables (OPENBLAS_NUM_THREADS,
-then OMP_NUM_THREADS), else the CPUs this process may run on; `set_num_threads` changes it.
+float32 on the CPU runs the compiled kernel of `pycaffelite.kernels.sgemm`, split over
+`parallel.num_threads()` threads (one inside a `parallel.run_parallel` task); everything else
+(float64 for gradient checks, cupy arrays on a GPU) runs the array module's own matmul.
 """
-import os
+import functools
 import threading
 
 import numpy as np
+
+from . import parallel
 
 # Below this many multiply-adds a product runs in one thread: starting the others costs a few
 # microseconds.
 _THREADING_THRESHOLD = 1 << 19
 
 _kernel = None
-_num_threads = None
 _scratch = threading.local()
-
-
-def _default_threads():
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1)
-
-
-def num_threads():
-    """Threads a float32 CPU product uses."""
-    global _num_threads
-    if _num_threads is None:
-        _num_threads = _default_threads()
-    return _num_threads
-
-
-def set_num_threads(count):
-    """Use `count` threads (>= 1) for float32 CPU products from now on."""
-    global _num_threads
-    if count < 1:
-        raise ValueError(f"thread count must be at least 1, got {count}")
-    _num_threads = int(count)
 
 
 def _sgemm_module():
@@ -169,29 +144,42 @@ def _three_axes(x, batch_axes):
 
 def _run_threaded(a, b, c, accumulate):
     """c[t] (+)= a[t] @ b[t] for 3-d views; where c's batch stride is 0 the products are summed.
-    Split into num_threads() parts (one below _THREADING_THRESHOLD multiply-adds): by batch
-    items where there are enough, else by columns, else by rows."""
-    sgemm = _sgemm_module()
+    Large products (_THREADING_THRESHOLD) outside a `parallel` task run in parts side by side:
+    by batch items where there are enough, else by columns, else by rows."""
     items, rows, depth = a.shape
     columns = b.shape[2]
-    parts = num_threads()
-    if items * rows * depth * columns < _THREADING_THRESHOLD:
-        parts = 1
-    if items >= parts and c.strides[0] != 0:
-        split = sgemm.SPLIT_ITEMS
-    elif -(-columns // sgemm.NR) >= parts:
-        split = sgemm.SPLIT_COLUMNS
-    else:
-        split = sgemm.SPLIT_ROWS
+    parts = 1 if parallel.in_task() else parallel.num_threads()
+    if parts == 1 or items * rows * depth * columns < _THREADING_THRESHOLD:
+        _run_serial(a, b, c, accumulate)
+        return
+    parallel.run_parallel([functools.partial(_run_serial, *part, accumulate)
+                           for part in _split(a, b, c, parts)])
+
+
+def _split(a, b, c, parts):
+    """(a, b, c) views of up to `parts` near-equal parts of the product."""
+    sgemm = _sgemm_module()
+    items, rows, columns = c.shape
+    if items >= parts and c.strides[0] != 0:  # (stride 0: every item adds into one c)
+        return [(a[lo:hi], b[lo:hi], c[lo:hi]) for lo, hi in parallel.ranges(items, parts)]
+    if -(-columns // sgemm.NR) >= parts:
+        return [(a, b[:, :, lo:hi], c[:, :, lo:hi])
+                for lo, hi in parallel.ranges(columns, parts, sgemm.NR)]
+    return [(a[:, lo:hi], b, c[:, lo:hi]) for lo, hi in parallel.ranges(rows, parts, sgemm.MR)]
+
+
+def _run_serial(a, b, c, accumulate):
+    """The product in the calling thread, with that thread's scratch buffers."""
+    sgemm = _sgemm_module()
+    items, rows, depth = a.shape
     sizes = sgemm.scratch_sizes(rows, depth)
     buffers = getattr(_scratch, "buffers", None)
-    if buffers is None or any(len(x) < parts * n for x, n in zip(buffers, sizes)):
+    if buffers is None or any(len(x) < n for x, n in zip(buffers, sizes)):
         buffers = _scratch.buffers = tuple(
-            np.empty(max(parts * n, 0 if buffers is None else len(x)), np.float32)
+            np.empty(max(n, 0 if buffers is None else len(x)), np.float32)
             for n, x in zip(sizes, buffers or ((),) * 3))
-    (fa, sa), (fb, sb), (fc, sc) = (_flat(x) for x in (a, b, c))
-    sgemm.sgemm(fa, sa, fb, sb, fc, sc, (items, rows, depth, columns), accumulate, parts, split,
-                *buffers)
+    operands = [part for x in (a, b, c) for part in _flat(x)]
+    sgemm.sgemm(*operands, (items, rows, depth, b.shape[2]), accumulate, *buffers)
 
 
 def _flat(x):

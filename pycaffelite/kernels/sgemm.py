@@ -16,13 +16,14 @@ on-disk cache keeps them for later processes) and release the GIL, so `pycaffeli
 parts of one product in several threads.
 """
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 
 from .simd import vadd, vfma, vload, vstore, vzero
 
 MR = 8  # rows of a micro-tile
 NR = 32  # columns of a micro-tile: two 16-lane vectors
-KC = 256  # shared dimension per packed block: an 8 KB panel of a, a 32 KB panel of b
+KC = 256  # shared dimension per packed block: an 8 KB panel of a
+NC = 256  # columns of b packed at a time: 8 panels, 256 KB
 
 _FLAT = types.Array(types.float32, 1, "C")
 _COMPILE = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
@@ -108,32 +109,34 @@ def _pack_a(a, start, row_step, col_step, rows, first_panel, k0, kc, packed, pac
 
 
 @njit(**_COMPILE)
-def _pack_b(b, start, row_step, col_step, width, k0, kc, packed, base):
-    """packed[base + p NR + j] = b[k0 + p, j] for j < width (<= NR), zero beyond; b is the
-    matrix at flat `start` of `b` with the given element steps (start already at the panel's
-    first column)."""
-    if width < NR:
-        packed[base:base + kc * NR] = 0.0
-    if col_step == 1 and width == NR:
+def _pack_b(b, start, row_step, col_step, width, k0, kc, packed):
+    """packed[q, p, j] = b[k0 + p, q NR + j] for the ceil(width / NR) panels q of a block of
+    `width` (<= NC) columns, zero past the last column; b is the matrix at flat `start` of `b`
+    (at the block's first column) with the given element steps. Reads whole rows of the block
+    in turn when its columns are contiguous (memory order: the hardware prefetches it)."""
+    full = width // NR
+    panel_size = kc * NR
+    if width % NR:
+        packed[full * panel_size:(full + 1) * panel_size] = 0.0
+    if col_step == 1:
         for p in range(kc):
             source = start + (k0 + p) * row_step
-            vstore(packed, base + p * NR, vload(b, source))
-            vstore(packed, base + p * NR + 16, vload(b, source + 16))
-    elif col_step == 1:
-        for p in range(kc):
-            source = start + (k0 + p) * row_step
-            for j in range(width):
-                packed[base + p * NR + j] = b[source + j]
+            for q in range(full):
+                vstore(packed, q * panel_size + p * NR, vload(b, source + q * NR))
+                vstore(packed, q * panel_size + p * NR + 16, vload(b, source + q * NR + 16))
+            for j in range(full * NR, width):
+                packed[full * panel_size + p * NR + j - full * NR] = b[source + j]
     elif col_step < row_step:
         for p in range(kc):
             source = start + (k0 + p) * row_step
             for j in range(width):
-                packed[base + p * NR + j] = b[source + j * col_step]
+                packed[j // NR * panel_size + p * NR + j % NR] = b[source + j * col_step]
     else:
         for j in range(width):
             source = start + j * col_step + k0 * row_step
+            base = j // NR * panel_size + j % NR
             for p in range(kc):
-                packed[base + p * NR + j] = b[source + p * row_step]
+                packed[base + p * NR] = b[source + p * row_step]
 
 
 _STEPS = types.UniTuple(types.intp, 3)
@@ -142,98 +145,64 @@ _SHAPE = types.UniTuple(types.intp, 4)
 
 @njit(**_COMPILE)
 def scratch_sizes(rows, depth):
-    """Sizes of one part's three scratch buffers (packed a, packed b, tile) for a product with
+    """Sizes of sgemm's three scratch buffers (packed a, packed b, tile) for a product with
     `rows` rows of a and a shared dimension `depth`."""
     kc = min(depth, KC)
-    return (rows + MR - 1) // MR * MR * kc, kc * NR, MR * NR
+    return (rows + MR - 1) // MR * MR * kc, kc * NC, MR * NR
 
 
-@njit(**_COMPILE)
-def _product(a, a_start, a_steps, b, b_start, b_steps, c, c_start, c_steps, shape, accumulate,
-             a_packed, a_base, b_packed, b_base, tile, tile_base):
-    """The product of `sgemm` for one part: shape (T, M, K, N) and the operands' flat starts
-    given for that part, its scratch from the given flat starts of the scratch buffers."""
+@njit(types.void(_FLAT, _STEPS, _FLAT, _STEPS, _FLAT, _STEPS, _SHAPE, types.boolean,
+                 _FLAT, _FLAT, _FLAT), **_COMPILE)
+def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, a_packed, b_packed, tile):
+    """c[t] = a[t] . b[t] (accumulate: c[t] += ...) for t < T, all float32, where
+    shape = (T, M, K, N) and each operand is given as a flat array starting at its element
+    [0, 0, 0] and its (batch, row, column) steps in elements (any non-negative steps: views,
+    transposes, broadcasts). K must be positive. A batch step of 0 for c sums the products of
+    all t into it. Scratch: as `scratch_sizes` says. Runs in the calling thread, without the
+    GIL: callers split large products into parts and run them side by side."""
     items, rows, depth, columns = shape
     if items == 0 or rows == 0 or columns == 0:
         return
     panels = (rows + MR - 1) // MR
     c_row, c_col = c_steps[1], c_steps[2]
     for item in range(items):
-        a_item, b_item = a_start + item * a_steps[0], b_start + item * b_steps[0]
-        c_item = c_start + item * c_steps[0]
+        a_item, b_item = item * a_steps[0], item * b_steps[0]
+        c_item = item * c_steps[0]
         for k0 in range(0, depth, KC):
             kc = min(KC, depth - k0)
             add = accumulate or k0 > 0 or (item > 0 and c_steps[0] == 0)
             # panels of a with unit steps along k are read in place, any others are packed
             in_place = rows // MR if a_steps[2] == 1 else 0
-            _pack_a(a, a_item, a_steps[1], a_steps[2], rows, in_place, k0, kc, a_packed, a_base)
-            for j0 in range(0, columns, NR):
-                width = min(NR, columns - j0)
-                # a full panel of a row-major b is read in place, any other is packed
-                if b_steps[2] == 1 and width == NR:
-                    source, source_start, source_step = b, b_item + k0 * b_steps[1] + j0, b_steps[1]
-                else:
-                    _pack_b(b, b_item + j0 * b_steps[2], b_steps[1], b_steps[2], width, k0, kc,
-                            b_packed, b_base)
-                    source, source_start, source_step = b_packed, b_base, NR
-                for panel in range(panels):
-                    i0 = panel * MR
-                    if panel < in_place:
-                        source_a, a_first, a_row, a_step = a, a_item + i0 * a_steps[1] + k0, \
-                            a_steps[1], 1
-                    else:
-                        source_a, a_first, a_row, a_step = a_packed, a_base + i0 * kc, 1, MR
-                    target = c_item + i0 * c_row + j0 * c_col
-                    if c_col == 1 and width == NR and i0 + MR <= rows:
-                        _micro_kernel(source_a, a_first, a_row, a_step, source, source_start,
-                                      source_step, kc, c, target, c_row, add)
-                        continue
-                    _micro_kernel(source_a, a_first, a_row, a_step, source, source_start,
-                                  source_step, kc, tile, tile_base, NR, False)
-                    for i in range(min(MR, rows - i0)):
-                        row = target + i * c_row
-                        for j in range(width):
-                            value = tile[tile_base + i * NR + j]
-                            if add:
-                                c[row + j * c_col] += value
-                            else:
-                                c[row + j * c_col] = value
-
-
-SPLIT_ITEMS, SPLIT_COLUMNS, SPLIT_ROWS = 0, 1, 2
-
-
-@njit(types.void(_FLAT, _STEPS, _FLAT, _STEPS, _FLAT, _STEPS, _SHAPE, types.boolean,
-                 types.intp, types.intp, _FLAT, _FLAT, _FLAT), parallel=True, **_COMPILE)
-def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, parts, split,
-          a_packed, b_packed, tile):
-    """c[t] = a[t] . b[t] (accumulate: c[t] += ...) for t < T, all float32, where
-    shape = (T, M, K, N) and each operand is given as a flat array starting at its element
-    [0, 0, 0] and its (batch, row, column) steps in elements (any non-negative steps: views,
-    transposes, broadcasts). K must be positive. A batch step of 0 for c sums the products of
-    all t into it (then `split` must not be SPLIT_ITEMS).
-
-    The work is cut into `parts` near-equal parts along the batch, the columns (whole NR
-    panels) or the rows (whole MR panels) as `split` says, run in numba's threads; each scratch
-    buffer holds `parts` times `scratch_sizes`."""
-    items, rows, depth, columns = shape
-    extent = (items, columns, rows)[split]
-    unit = (1, NR, MR)[split]
-    units = (extent + unit - 1) // unit
-    a_size, b_size, tile_size = scratch_sizes(rows, depth)
-    for part in prange(parts):
-        lo = min(extent, units * part // parts * unit)
-        hi = min(extent, units * (part + 1) // parts * unit)
-        scratch = (a_packed, part * a_size, b_packed, part * b_size, tile, part * tile_size)
-        if split == SPLIT_ITEMS:
-            _product(a, lo * a_steps[0], a_steps, b, lo * b_steps[0], b_steps, c, lo * c_steps[0],
-                     c_steps, (hi - lo, rows, depth, columns), accumulate, *scratch)
-        elif split == SPLIT_COLUMNS:
-            _product(a, 0, a_steps, b, lo * b_steps[2], b_steps, c, lo * c_steps[2], c_steps,
-                     (items, rows, depth, hi - lo), accumulate, *scratch)
-        else:
-            _product(a, lo * a_steps[1], a_steps, b, 0, b_steps, c, lo * c_steps[1], c_steps,
-                     (items, hi - lo, depth, columns), accumulate, *scratch)
+            _pack_a(a, a_item, a_steps[1], a_steps[2], rows, in_place, k0, kc, a_packed, 0)
+            for block in range(0, columns, NC):
+                block_width = min(NC, columns - block)
+                _pack_b(b, b_item + block * b_steps[2], b_steps[1], b_steps[2], block_width, k0,
+                        kc, b_packed)
+                for j0 in range(block, block + block_width, NR):
+                    width = min(NR, columns - j0)
+                    b_first = (j0 - block) * kc
+                    for panel in range(panels):
+                        i0 = panel * MR
+                        if panel < in_place:
+                            source_a, a_first, a_row, a_step = \
+                                a, a_item + i0 * a_steps[1] + k0, a_steps[1], 1
+                        else:
+                            source_a, a_first, a_row, a_step = a_packed, i0 * kc, 1, MR
+                        target = c_item + i0 * c_row + j0 * c_col
+                        if c_col == 1 and width == NR and i0 + MR <= rows:
+                            _micro_kernel(source_a, a_first, a_row, a_step, b_packed, b_first,
+                                          NR, kc, c, target, c_row, add)
+                            continue
+                        _micro_kernel(source_a, a_first, a_row, a_step, b_packed, b_first, NR,
+                                      kc, tile, 0, NR, False)
+                        for i in range(min(MR, rows - i0)):
+                            row = target + i * c_row
+                            for j in range(width):
+                                value = tile[i * NR + j]
+                                if add:
+                                    c[row + j * c_col] += value
+                                else:
+                                    c[row + j * c_col] = value
 
 
 @njit(types.void(_FLAT, types.intp, types.intp, _FLAT), **_COMPILE)

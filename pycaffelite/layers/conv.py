@@ -24,8 +24,11 @@ convolutions with stride 1 and no pad skip im2col in the forward and data direct
 (one batched matmul over the images).
 Every choice is checked against direct references and gradient checks in the tests.
 """
+import threading
+
 import numpy as np
 
+from .. import parallel
 from . import register
 from ..gemm import matmul, matmul_sum, row_sums
 from .base import Layer
@@ -139,7 +142,7 @@ class _ConvolutionBase(Layer):
         self.add_param_blob((self.co, self.ci // self.group) + self.kernel, p.weight_filler)
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
-        self._buffers = None
+        self._buffer_key = None
         self._flipped = None
 
     def output_spatial_shape(self, in_shape):
@@ -236,31 +239,47 @@ class _ConvolutionBase(Layer):
         rows_size = 0 if self.is_mirror else self.num * self.num_output  # bias gradient rows
         key = (xp, chunk, self.images_inner, self.padded_shape, col_size, side_size, weights,
                col2im_here, rows_size)
-        if self._buffers is not None and self._buffers["key"] == key:
+        if self._buffer_key == key:
             return
+        self._buffer_key = key
         # Images outermost and no pad: im2col reads the blob itself, col2im writes it.
         use_padded = self.images_inner or any(self.pad)
         dw_shape = (self.shifts, self.group, self.col_rows, self.co // self.group)
-        self._buffers = {
-            "key": key,
-            "xp": xp,
-            "col": xp.empty(col_size, self.dtype),
-            "side": xp.empty(side_size, self.dtype),
-            "pad_in": xp.empty(padded_size, self.dtype) if use_padded else None,
-            "pad_out": xp.empty(padded_size, self.dtype) if use_padded and col2im_here else None,
-            "shifted_weight": xp.empty(weights, self.dtype),
-            "shifted_dw": None if self.is_mirror else xp.empty(dw_shape, self.dtype),
-            "bias_rows": xp.empty(rows_size, self.dtype),
+        self._buffer_sizes = {
+            "col": col_size,
+            "side": side_size,
+            "pad_in": padded_size if use_padded else None,
+            "pad_out": padded_size if use_padded and col2im_here else None,
+            "shifted_weight": weights,
+            "shifted_dw": None if self.is_mirror else dw_shape,
+            "bias_rows": rows_size,
             # a mirror's weights: the owner's, flipped (see _FlippedConvolution)
-            "weight": xp.empty((self.co, self.ci // self.group) + self.kernel, self.dtype)
-            if self.is_mirror else None,
+            "weight": (self.co, self.ci // self.group) + self.kernel if self.is_mirror else None,
         }
-        self._zero_border_images = None  # the n whose layout pad_in's zero border is laid out for
+        self._buffer_sets = {}
+        self._buffer("col")  # the calling thread's set now, at reshape time
 
     def _buffer(self, name):
-        if self._buffers["xp"] is not self.xp:
-            self._allocate_buffers()
-        return self._buffers[name]
+        """The calling thread's buffer `name`: every thread that runs chunks (`_run_chunks`)
+        has a set of its own, made on its first use."""
+        buffers = self._buffer_sets.get(threading.get_ident())
+        if buffers is None or buffers["xp"] is not self.xp:
+            xp = self.xp
+            buffers = {name: None if size is None else xp.empty(size, self.dtype)
+                       for name, size in self._buffer_sizes.items()}
+            buffers["xp"] = xp
+            buffers["zero_border_images"] = None  # the n pad_in's zero border is laid out for
+            self._buffer_sets[threading.get_ident()] = buffers
+        return buffers[name]
+
+    def _run_chunks(self, work):
+        """work(chunks) for runs of the chunks (n0, n): one run per thread, side by side
+        (products inside stay in their thread), when there are several chunks and threads and
+        the arrays are numpy's; else one run of all. The runs' results, in order."""
+        chunks = list(self._chunks())
+        if self.xp is not np:
+            return [work(chunks)]
+        return parallel.over_ranges(len(chunks), lambda lo, hi: work(chunks[lo:hi]))
 
     # -- array views ----------------------------------------------------------------------------
     def _image(self, array):
@@ -308,9 +327,9 @@ class _ConvolutionBase(Layer):
         shape = (self.ci,) + self.padded_shape + (n,) if self.images_inner \
             else (self.ci, n) + self.padded_shape
         physical = flat[:int(np.prod(shape, dtype=np.int64))].reshape(shape)
-        if name == "pad_in" and self._zero_border_images != n:
+        if name == "pad_in" and self._buffer("zero_border_images") != n:
             physical[...] = 0
-            self._zero_border_images = n
+            self._buffer_sets[threading.get_ident()]["zero_border_images"] = n
         return physical if self.images_inner else self.xp.moveaxis(physical, 1, -1)
 
     def _column_buffer(self, n):
@@ -429,8 +448,12 @@ class _ConvolutionBase(Layer):
                 side += self._bias(2)
             return
         weights = self._shifted_weight()
-        for n0, n in self._chunks():
-            self._multiply_into_side(weights, self._columns(image, n0, n), side, n0, n, add_bias)
+
+        def run(chunks):
+            for n0, n in chunks:
+                self._multiply_into_side(weights, self._columns(image, n0, n), side, n0, n,
+                                         add_bias)
+        self._run_chunks(run)
 
     def _data_direction(self, side, image, add_bias):
         """image (N, Ci, *S) = col2im(W^T . side (N, Co, P)) (+ bias)."""
@@ -445,16 +468,20 @@ class _ConvolutionBase(Layer):
                 image += self._bias(image.ndim - 1)
             return
         weights_t = self._shifted_weight().swapaxes(2, 3)
-        for n0, n in self._chunks():
-            column, matrix = self._column_buffer(n)
-            side_matrix = self._side_matrix(side, n0, n)
-            # shift 0 writes its window, the columns after it start at 0, later shifts add
-            first = self._window(0, n)
-            matmul(weights_t[0], side_matrix, matrix[..., first])
-            matrix[..., first.stop:] = 0
-            for j in range(1, self.shifts):
-                matmul(weights_t[j], side_matrix, matrix[..., self._window(j, n)], accumulate=True)
-            self._add_columns_to_image(column, image, n0, n, add_bias)
+
+        def run(chunks):
+            for n0, n in chunks:
+                column, matrix = self._column_buffer(n)
+                side_matrix = self._side_matrix(side, n0, n)
+                # shift 0 writes its window, the columns after it start at 0, later shifts add
+                first = self._window(0, n)
+                matmul(weights_t[0], side_matrix, matrix[..., first])
+                matrix[..., first.stop:] = 0
+                for j in range(1, self.shifts):
+                    matmul(weights_t[j], side_matrix, matrix[..., self._window(j, n)],
+                           accumulate=True)
+                self._add_columns_to_image(column, image, n0, n, add_bias)
+        self._run_chunks(run)
 
     def _add_weight_gradient(self, image, side):
         """dW += side (N, Co, P) . col(image (N, Ci, *S))^T, summed over the images.
@@ -462,19 +489,22 @@ class _ConvolutionBase(Layer):
         Computed transposed, as col . side^T per shift into (shifts, G, rows, Co/G): BLAS runs
         this long-and-thin product markedly faster than side . col^T (measured 1.6x). With images
         outermost, per image instead (`_add_outer_weight_gradient`)."""
-        total = self._buffer("shifted_dw")
-        total[...] = 0
-        for n0, n in self._chunks():
-            col = self._columns(image, n0, n)
-            if not self.images_inner:  # (then shifts == 1)
-                self._add_outer_weight_gradient(col, side, n0, n, total[0])
-                continue
-            side_t = self._side_matrix(side, n0, n).swapaxes(1, 2)
-            for j in range(self.shifts):
-                matmul(col[..., self._window(j, n)], side_t, total[j], accumulate=True)
+        def run(chunks):
+            total = self._buffer("shifted_dw")
+            total[...] = 0
+            for n0, n in chunks:
+                col = self._columns(image, n0, n)
+                if not self.images_inner:  # (then shifts == 1)
+                    self._add_outer_weight_gradient(col, side, n0, n, total[0])
+                    continue
+                side_t = self._side_matrix(side, n0, n).swapaxes(1, 2)
+                for j in range(self.shifts):
+                    matmul(col[..., self._window(j, n)], side_t, total[j], accumulate=True)
+            return total
         cog, cig = self.co // self.group, self.ci // self.group
         dweight = self.blobs[0].write_diff().reshape(self.group, cog, cig, self.shifts, -1)
-        dweight += total.reshape(self.shifts, self.group, cig, -1, cog).transpose(1, 4, 2, 0, 3)
+        for total in self._run_chunks(run):  # one per run of chunks
+            dweight += total.reshape(self.shifts, self.group, cig, -1, cog).transpose(1, 4, 2, 0, 3)
 
     def _add_outer_weight_gradient(self, col, side, n0, n, total):
         """total (G, rows, Co/G) += the weight gradient of images n0..n0+n, with images outermost:
@@ -513,7 +543,7 @@ class _FlippedConvolution(_ConvolutionBase):
         self.owner = owner
         self.dtype = owner.dtype
         self.blobs = [_ArrayHolder(), None]
-        self._buffers = None
+        self._buffer_key = None
         self._flipped = None
 
     def configure(self):

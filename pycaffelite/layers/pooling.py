@@ -7,13 +7,13 @@ Window geometry (per spatial axis, size H, kernel k, stride s, pad p):
 
 window o covers rows [o*s - p, o*s - p + k) clipped to the image. MAX and AVE run separably
 (columns, then rows) on a copy of the input split by stride phase, where each kernel offset of
-all windows is one contiguous run, so every step is one long array operation (see `Pooler`).
-Measured on CIFAR10-quick's pool1 (MAX 3x3 s2, 100x32x32x32, 2 cores): forward about half of
-PyTorch's max_pool2d, backward about twice its max_pool2d_with_indices_backward.
+all windows is one contiguous run, so every step is one long array operation (see `Pooler`);
+on the CPU compiled loops replace these passes (`pycaffelite.kernels.pooling`).
 """
 import numpy as np
 
-from .. import device
+from .. import device, parallel
+from ..kernels import pooling as compiled
 from ..proto import caffe_pb2
 from . import register
 from .base import Layer, Workspace
@@ -107,6 +107,11 @@ def _first_match(xp, terms, best, arg, run, differs):
         arg += run
 
 
+def _over_planes(nc, kernel, *args):
+    """A compiled pooling kernel over all N C image planes, ranges of them side by side."""
+    parallel.over_ranges(nc[0] * nc[1], lambda lo, hi: kernel(*args, lo, hi))
+
+
 class Pooler:
     """One 2-D pooling (MAX, AVE or STOCHASTIC) of (N, C, H, W) arrays, forward and backward.
 
@@ -128,7 +133,13 @@ class Pooler:
     in the order Caffe sums them. AVE's backward runs the passes transposed (`_Phases.spread`).
     STOCHASTIC visits the kh * kw offsets in turn (each offset's elements of all windows form
     one strided slice of a padded copy of the input).
+
+    On the CPU, MAX and AVE run the compiled loops of `pycaffelite.kernels.pooling` instead
+    (several times faster, and the same order of sums as Caffe's); the array-module passes
+    above are the device (cupy) path, tested on the CPU with `compiled` switched off.
     """
+
+    compiled = True
 
     def __init__(self, method, image_hw, kernel, stride, pad, ceil_mode, dtype):
         self.method = method
@@ -192,12 +203,19 @@ class Pooler:
             divisor[...] = xp.asarray(self.divisor)
         return self.work.get(xp, "divisor", nc[1:] + self.out_hw, self.dtype, init=make)
 
+    def _runs_compiled(self, xp):
+        return self.compiled and xp is np and self.method != STOCHASTIC
+
     def allocate(self, xp, nc, accumulate=False):
         """Make the work arrays for a batch of `nc` = (N, C) now (reshape time); `accumulate`:
         backward will add to its output."""
         if self._allocated == (xp, nc, accumulate):
             return
         self._allocated = (xp, nc, accumulate)
+        if self._runs_compiled(xp):
+            if self.method == MAX:
+                self._grid(xp, "argmax", nc, np.intp)
+            return
         if self.method == STOCHASTIC:
             self._allocate_stochastic(xp, nc, accumulate)
             return
@@ -233,6 +251,14 @@ class Pooler:
     def forward(self, xp, x, out, train=False):
         """Pool x (N, C, H, W) into out (N, C, out_h, out_w); STOCHASTIC samples when `train`."""
         nc = x.shape[:2]
+        if self._runs_compiled(xp):
+            geometry = (self.kernel, self.stride, self.pad)
+            if self.method == MAX:
+                argmax = self._grid(xp, "argmax", nc, np.intp)
+                _over_planes(nc, compiled.max_forward, x, *geometry, out, argmax)
+            else:
+                _over_planes(nc, compiled.ave_forward, x, *geometry, out)
+            return
         if self.method == STOCHASTIC:
             src = self._padded_input(xp, x)
             if train:
@@ -325,6 +351,9 @@ class Pooler:
     def write_mask(self, xp, mask):
         """Caffe's mask top (MAX): the index h * W + w of each window's maximum, -1 if none."""
         nc = mask.shape[:2]
+        if self._runs_compiled(xp):
+            mask[...] = self._grid(xp, "argmax", nc, np.intp)
+            return
         index = self._max_index(xp, nc)
         index -= self._base(xp, nc)
         index += xp.asarray(self.origin)
@@ -342,6 +371,14 @@ class Pooler:
         forward's input `x` and output `top_data`.
         """
         nc = top_diff.shape[:2]
+        if self._runs_compiled(xp):
+            if self.method == MAX:
+                _over_planes(nc, compiled.max_backward, top_diff,
+                             self._grid(xp, "argmax", nc, np.intp), accumulate, out)
+            else:
+                _over_planes(nc, compiled.ave_backward, top_diff, self.kernel, self.stride,
+                             self.pad, accumulate, out)
+            return
         if self.method == MAX:
             self._backward_max(xp, top_diff, out, nc, accumulate)
         elif self.method == AVE:

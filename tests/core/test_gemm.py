@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pycaffelite import gemm
+from pycaffelite import gemm, parallel
 
 RNG = np.random.default_rng(7)
 
@@ -26,10 +26,10 @@ def check(a, b, out_shape, accumulate=False):
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}threads")
 def threads(request):
-    before = gemm.num_threads()
-    gemm.set_num_threads(request.param)
+    before = parallel.num_threads()
+    parallel.set_num_threads(request.param)
     yield request.param
-    gemm.set_num_threads(before)
+    parallel.set_num_threads(before)
 
 
 # sizes around the micro-tile (MR x NR) and the k block (KC)
@@ -136,11 +136,11 @@ def test_row_sums():
     np.testing.assert_allclose(out, x.astype(np.float64).sum(axis=1), atol=1e-4)
 
 
-def test_thread_count_follows_openblas_variables(monkeypatch):
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
-    monkeypatch.setenv("OMP_NUM_THREADS", "5")
-    assert gemm._default_threads() == 3
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
-    assert gemm._default_threads() == 5
-    with pytest.raises(ValueError, match="at least 1"):
-        gemm.set_num_threads(0)
+def test_products_inside_parallel_tasks_agree(threads):
+    """Products run side by side in run_parallel's tasks (each in its own thread, serially)."""
+    pairs = [(normal(40, 300), normal(300, 200)) for _ in range(3)]
+    outs = [np.empty((40, 200), np.float32) for _ in pairs]
+    tasks = [lambda a=a, b=b, out=out: gemm.matmul(a, b, out) for (a, b), out in zip(pairs, outs)]
+    parallel.run_parallel(tasks)
+    for (a, b), out in zip(pairs, outs):
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b, atol=1e-3)

@@ -1,0 +1,91 @@
+"""CPU threads: how many, and running independent pieces of a layer's work side by side.
+
+The count follows OpenBLAS's environment variables (OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS),
+else the CPUs this process may run on; `set_num_threads` changes it. All of pycaffelite's CPU
+threads are these (the compiled kernels are serial and release the GIL; no OpenMP runtime, whose
+idle threads spin and would compete with these).
+
+`run_parallel(tasks)` runs callables at once, one per thread (the caller runs the first). Inside
+a task the products run in that task's thread alone (`in_task()`), so the threads never
+oversubscribe the CPUs. The heavy parts of a task (numpy copies, compiled kernels) release the
+GIL; the Python between them does not, so tasks should be coarse: a run of a layer's chunks.
+"""
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+_num_threads = None
+_pool = None
+_task = threading.local()
+
+
+def _default_threads():
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def num_threads():
+    """Threads the CPU work of a layer may use."""
+    if _num_threads is None:
+        set_num_threads(_default_threads())
+    return _num_threads
+
+
+def set_num_threads(count):
+    """Use `count` threads (>= 1) from now on."""
+    global _num_threads, _pool
+    if count < 1:
+        raise ValueError(f"thread count must be at least 1, got {count}")
+    _num_threads = int(count)
+    if _pool is not None:
+        _pool.shutdown()
+        _pool = None
+
+
+def in_task():
+    """True inside a task of `run_parallel`: work here must stay in this thread."""
+    return getattr(_task, "active", False)
+
+
+def _run_task(task):
+    _task.active = True
+    try:
+        return task()
+    finally:
+        _task.active = False
+
+
+def ranges(total, parts, unit=1):
+    """Up to `parts` near-equal (lo, hi) ranges covering range(total), cut at multiples of
+    `unit` (none empty)."""
+    units = -(-total // unit)
+    edges = [min(total, units * k // parts * unit) for k in range(parts + 1)]
+    return [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
+
+
+def over_ranges(total, work):
+    """work(lo, hi) over near-equal ranges covering range(total), one per thread, side by side."""
+    parts = min(total, num_threads())
+    return run_parallel([functools.partial(work, lo, hi) for lo, hi in ranges(total, max(parts, 1))])
+
+
+def run_parallel(tasks):
+    """Run the callables side by side (the caller runs the first); their results, in order.
+    An exception in any task is raised here once all have ended."""
+    global _pool
+    if len(tasks) == 1 or in_task():
+        return [task() for task in tasks]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(1, num_threads() - 1), thread_name_prefix="pcl-worker")
+    futures = [_pool.submit(_run_task, task) for task in tasks[1:]]
+    try:
+        first = _run_task(tasks[0])
+    finally:
+        rest = [future.result() for future in futures]
+    return [first] + rest

@@ -1,0 +1,67 @@
+"""pycaffelite.parallel: the thread count and run_parallel."""
+import threading
+
+import pytest
+
+from pycaffelite import parallel
+
+
+def test_thread_count_follows_openblas_variables(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert parallel._default_threads() == 3
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    assert parallel._default_threads() == 5
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert parallel._default_threads() >= 1
+    with pytest.raises(ValueError, match="at least 1"):
+        parallel.set_num_threads(0)
+
+
+@pytest.fixture
+def two_threads():
+    before = parallel.num_threads()
+    parallel.set_num_threads(2)
+    yield
+    parallel.set_num_threads(before)
+
+
+def test_tasks_run_in_separate_threads_and_keep_order(two_threads):
+    seen = []
+
+    def task(value):
+        seen.append((threading.get_ident(), parallel.in_task()))
+        return value * 10
+
+    assert parallel.run_parallel([lambda v=v: task(v) for v in range(3)]) == [0, 10, 20]
+    assert all(inside for _, inside in seen)
+    assert len({ident for ident, _ in seen}) == 2   # the caller and one worker
+    assert not parallel.in_task()
+
+
+def test_a_failing_task_raises_after_all_ended(two_threads):
+    finished = []
+
+    def slow():
+        finished.append(True)
+
+    def bad():
+        raise RuntimeError("task failed")
+
+    with pytest.raises(RuntimeError, match="task failed"):
+        parallel.run_parallel([bad, slow])
+    assert finished == [True]
+    assert not parallel.in_task()
+
+
+def test_nested_calls_run_in_the_task_thread(two_threads):
+    def outer():
+        return threading.get_ident(), parallel.run_parallel([threading.get_ident] * 2)
+
+    for ident, inner in parallel.run_parallel([outer, outer]):
+        assert inner == [ident, ident]
+
+
+def test_a_single_task_is_not_confined(two_threads):
+    """One task has the threads to itself: work inside it may still spread."""
+    assert parallel.run_parallel([parallel.in_task]) == [False]
