@@ -52,6 +52,9 @@ def matmul(a, b, out, accumulate=False):
         if not accumulate:
             out[...] = 0
         return out
+    if a.ndim == b.ndim == out.ndim == 2:
+        _run_threaded(a[None], b[None], out[None], accumulate)
+        return out
     a, b = _broadcast(a, batch), _broadcast(b, batch)
     for a3, b3, c3 in _as_batches(a, b, out):
         _run_threaded(a3, b3, c3, accumulate)
@@ -106,14 +109,14 @@ def _runs_compiled(a, b, out):
 
 
 def _broadcast(x, batch):
-    """x (..., R, C) as a view of shape batch + (R, C), stride 0 along broadcast axes (unlike
-    np.broadcast_to's, a view the kernel's signature accepts: not marked read-only)."""
-    lead = (1,) * (len(batch) - (x.ndim - 2)) + x.shape[:-2]
-    strides = (0,) * (len(batch) - (x.ndim - 2)) + x.strides[:-2]
-    if len(lead) != len(batch) or any(n not in (1, m) for n, m in zip(lead, batch)):
-        raise ValueError(f"matmul: leading axes {x.shape[:-2]} do not broadcast to {batch}")
-    strides = tuple(0 if n != m else s for n, m, s in zip(lead, batch, strides))
-    return np.lib.stride_tricks.as_strided(x, batch + x.shape[-2:], strides + x.strides[-2:])
+    """x (..., R, C) as a (read-only) view of shape batch + (R, C)."""
+    if x.shape[:-2] == batch:
+        return x
+    try:
+        return np.broadcast_to(x, batch + x.shape[-2:])
+    except ValueError:
+        raise ValueError(f"matmul: leading axes {x.shape[:-2]} do not broadcast to {batch}") \
+            from None
 
 
 def _as_batches(a, b, c):
@@ -137,9 +140,7 @@ def _three_axes(x, batch_axes):
     leading unit axis added when there are none."""
     if batch_axes == 0:
         return x[None]
-    count = int(np.prod(x.shape[:batch_axes]))
-    return np.lib.stride_tricks.as_strided(
-        x, (count,) + x.shape[batch_axes:], (x.strides[batch_axes - 1],) + x.strides[batch_axes:])
+    return x.reshape((-1,) + x.shape[batch_axes:])
 
 
 def _run_threaded(a, b, c, accumulate):
@@ -178,12 +179,11 @@ def _run_serial(a, b, c, accumulate):
         buffers = _scratch.buffers = tuple(
             np.empty(max(n, 0 if buffers is None else len(x)), np.float32)
             for n, x in zip(sizes, buffers or ((),) * 3))
-    operands = [part for x in (a, b, c) for part in _flat(x)]
-    sgemm.sgemm(*operands, (items, rows, depth, b.shape[2]), accumulate, *buffers)
+    sgemm.sgemm(a, _steps(a), b, _steps(b), c, _steps(c), (items, rows, depth, b.shape[2]),
+                accumulate, *buffers)
 
 
-def _flat(x):
-    """(the 1-d array from x's first element to its last, x's strides in elements)."""
-    steps = tuple(s // x.itemsize for s in x.strides)
-    span = 1 + sum((n - 1) * s for n, s in zip(x.shape, steps))
-    return np.lib.stride_tricks.as_strided(x, (span,), (x.itemsize,)), steps
+def _steps(x):
+    """x's strides in elements."""
+    size = x.itemsize
+    return tuple(stride // size for stride in x.strides)

@@ -18,7 +18,7 @@ parts of one product in several threads.
 import numpy as np
 from numba import njit, types
 
-from .simd import vadd, vfma, vload, vstore, vzero
+from .simd import load, store, vadd, vfma, vload, vstore, vzero
 
 MR = 8  # rows of a micro-tile
 NR = 32  # columns of a micro-tile: two 16-lane vectors
@@ -39,12 +39,12 @@ def _store_row(c, start, add, left, right):
     vstore(c, start + 16, right)
 
 
-@njit(types.void(_FLAT, types.intp, types.intp, types.intp, _FLAT, types.intp, types.intp,
-                 types.intp, _FLAT, types.intp, types.intp, types.boolean), **_COMPILE)
+@njit(**_COMPILE)
 def _micro_kernel(a, a_start, a_row, a_step, b, b_start, b_step, kc, c, c_start, c_step, add):
     """c[i, j] (+)= sum over p < kc of a[i, p] b[p, j] for i < MR, j < NR, where a[i, p] is
-    a[a_start + i a_row + p a_step], b[p, j] is b[b_start + p b_step + j] and c[i, j] is
-    c[c_start + i c_step + j]. (A packed panel of a has a_row 1 and a_step MR.)"""
+    the element a_start + i a_row + p a_step places past a's first, b[p, j] is b_start +
+    p b_step + j past b's first and c[i, j] c_start + i c_step + j past c's first. (A packed
+    panel of a has a_row 1 and a_step MR.)"""
     c00 = vzero(); c01 = vzero(); c10 = vzero(); c11 = vzero()  # noqa: E702
     c20 = vzero(); c21 = vzero(); c30 = vzero(); c31 = vzero()  # noqa: E702
     c40 = vzero(); c41 = vzero(); c50 = vzero(); c51 = vzero()  # noqa: E702
@@ -56,21 +56,21 @@ def _micro_kernel(a, a_start, a_row, a_step, b, b_start, b_step, kc, c, c_start,
     for _ in range(kc):
         b0 = vload(b, bi)
         b1 = vload(b, bi + 16)
-        x = a[a0]
+        x = load(a, a0)
         c00 = vfma(x, b0, c00); c01 = vfma(x, b1, c01)  # noqa: E702
-        x = a[a1]
+        x = load(a, a1)
         c10 = vfma(x, b0, c10); c11 = vfma(x, b1, c11)  # noqa: E702
-        x = a[a2]
+        x = load(a, a2)
         c20 = vfma(x, b0, c20); c21 = vfma(x, b1, c21)  # noqa: E702
-        x = a[a3]
+        x = load(a, a3)
         c30 = vfma(x, b0, c30); c31 = vfma(x, b1, c31)  # noqa: E702
-        x = a[a4]
+        x = load(a, a4)
         c40 = vfma(x, b0, c40); c41 = vfma(x, b1, c41)  # noqa: E702
-        x = a[a5]
+        x = load(a, a5)
         c50 = vfma(x, b0, c50); c51 = vfma(x, b1, c51)  # noqa: E702
-        x = a[a6]
+        x = load(a, a6)
         c60 = vfma(x, b0, c60); c61 = vfma(x, b1, c61)  # noqa: E702
-        x = a[a7]
+        x = load(a, a7)
         c70 = vfma(x, b0, c70); c71 = vfma(x, b1, c71)  # noqa: E702
         a0 += a_step; a1 += a_step; a2 += a_step; a3 += a_step  # noqa: E702
         a4 += a_step; a5 += a_step; a6 += a_step; a7 += a_step  # noqa: E702
@@ -100,12 +100,12 @@ def _pack_a(a, start, row_step, col_step, rows, first_panel, k0, kc, packed, pac
             for p in range(kc):
                 source = first_row + p * col_step
                 for i in range(last):
-                    packed[base + p * MR + i] = a[source + i * row_step]
+                    packed[base + p * MR + i] = load(a, source + i * row_step)
         else:
             for i in range(last):
                 source = first_row + i * row_step
                 for p in range(kc):
-                    packed[base + p * MR + i] = a[source + p * col_step]
+                    packed[base + p * MR + i] = load(a, source + p * col_step)
 
 
 @njit(**_COMPILE)
@@ -125,20 +125,22 @@ def _pack_b(b, start, row_step, col_step, width, k0, kc, packed):
                 vstore(packed, q * panel_size + p * NR, vload(b, source + q * NR))
                 vstore(packed, q * panel_size + p * NR + 16, vload(b, source + q * NR + 16))
             for j in range(full * NR, width):
-                packed[full * panel_size + p * NR + j - full * NR] = b[source + j]
+                packed[full * panel_size + p * NR + j - full * NR] = load(b, source + j)
     elif col_step < row_step:
         for p in range(kc):
             source = start + (k0 + p) * row_step
             for j in range(width):
-                packed[j // NR * panel_size + p * NR + j % NR] = b[source + j * col_step]
+                packed[j // NR * panel_size + p * NR + j % NR] = load(b, source + j * col_step)
     else:
         for j in range(width):
             source = start + j * col_step + k0 * row_step
             base = j // NR * panel_size + j % NR
             for p in range(kc):
-                packed[base + p * NR] = b[source + p * row_step]
+                packed[base + p * NR] = load(b, source + p * row_step)
 
 
+_BATCH = types.Array(types.float32, 3, "A")
+_BATCH_IN = types.Array(types.float32, 3, "A", readonly=True)
 _STEPS = types.UniTuple(types.intp, 3)
 _SHAPE = types.UniTuple(types.intp, 4)
 
@@ -151,13 +153,12 @@ def scratch_sizes(rows, depth):
     return (rows + MR - 1) // MR * MR * kc, kc * NC, MR * NR
 
 
-@njit(types.void(_FLAT, _STEPS, _FLAT, _STEPS, _FLAT, _STEPS, _SHAPE, types.boolean,
+@njit(types.void(_BATCH_IN, _STEPS, _BATCH_IN, _STEPS, _BATCH, _STEPS, _SHAPE, types.boolean,
                  _FLAT, _FLAT, _FLAT), **_COMPILE)
 def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, a_packed, b_packed, tile):
     """c[t] = a[t] . b[t] (accumulate: c[t] += ...) for t < T, all float32, where
-    shape = (T, M, K, N) and each operand is given as a flat array starting at its element
-    [0, 0, 0] and its (batch, row, column) steps in elements (any non-negative steps: views,
-    transposes, broadcasts). K must be positive. A batch step of 0 for c sums the products of
+    shape = (T, M, K, N) and each operand comes with its (batch, row, column) strides in
+    elements (any non-negative ones: views, transposes, broadcasts). K must be positive. A batch step of 0 for c sums the products of
     all t into it. Scratch: as `scratch_sizes` says. Runs in the calling thread, without the
     GIL: callers split large products into parts and run them side by side."""
     items, rows, depth, columns = shape
@@ -183,26 +184,31 @@ def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, a_packed, b_pac
                     b_first = (j0 - block) * kc
                     for panel in range(panels):
                         i0 = panel * MR
-                        if panel < in_place:
-                            source_a, a_first, a_row, a_step = \
-                                a, a_item + i0 * a_steps[1] + k0, a_steps[1], 1
-                        else:
-                            source_a, a_first, a_row, a_step = a_packed, i0 * kc, 1, MR
                         target = c_item + i0 * c_row + j0 * c_col
-                        if c_col == 1 and width == NR and i0 + MR <= rows:
-                            _micro_kernel(source_a, a_first, a_row, a_step, b_packed, b_first,
-                                          NR, kc, c, target, c_row, add)
-                            continue
-                        _micro_kernel(source_a, a_first, a_row, a_step, b_packed, b_first, NR,
-                                      kc, tile, 0, NR, False)
+                        direct = c_col == 1 and width == NR and i0 + MR <= rows
+                        # (a's panel in place or packed, times b's packed panel, into c or tile)
+                        if panel < in_place:
+                            a_first = a_item + i0 * a_steps[1] + k0
+                            if direct:
+                                _micro_kernel(a, a_first, a_steps[1], 1, b_packed, b_first, NR,
+                                              kc, c, target, c_row, add)
+                                continue
+                            _micro_kernel(a, a_first, a_steps[1], 1, b_packed, b_first, NR,
+                                          kc, tile, 0, NR, False)
+                        else:
+                            if direct:
+                                _micro_kernel(a_packed, i0 * kc, 1, MR, b_packed, b_first, NR,
+                                              kc, c, target, c_row, add)
+                                continue
+                            _micro_kernel(a_packed, i0 * kc, 1, MR, b_packed, b_first, NR,
+                                          kc, tile, 0, NR, False)
                         for i in range(min(MR, rows - i0)):
                             row = target + i * c_row
                             for j in range(width):
                                 value = tile[i * NR + j]
                                 if add:
-                                    c[row + j * c_col] += value
-                                else:
-                                    c[row + j * c_col] = value
+                                    value += load(c, row + j * c_col)
+                                store(c, row + j * c_col, value)
 
 
 @njit(types.void(_FLAT, types.intp, types.intp, _FLAT), **_COMPILE)

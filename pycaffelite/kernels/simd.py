@@ -4,6 +4,8 @@ numba's loop vectorizer cannot be made to keep a register tile of accumulators (
 gathers scalars), so the micro-kernel in `sgemm` spells its vectors out: `Vec16` is LLVM's
 <16 x float>, and the functions below emit one vector load, store or fused multiply-add each.
 LLVM lowers them to the widest registers the host has (one AVX-512 register, or two AVX2 ones).
+Loads and stores address an array by element offset from its first element, whatever its shape
+and strides (the caller computes offsets from the strides), so views need no flattening.
 
 Only usable inside numba-compiled functions.
 """
@@ -30,16 +32,16 @@ class _Vec16Model(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _VECTOR)
 
 
-def _vector_pointer(context, builder, array_type, array, index):
-    """Pointer to the 16 floats starting at flat element `index` of a contiguous 1-d array."""
+def _element_pointer(context, builder, array_type, array, index, element=ir.FloatType()):
+    """Pointer to the element `index` places past the first element of `array` (counted in
+    elements along memory, whatever the array's shape and strides)."""
     data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), _VECTOR.as_pointer())
+    return builder.bitcast(builder.gep(data, [index]), element.as_pointer())
 
 
-def _check_flat_float32(array):
-    if not (isinstance(array, types.Array) and array.dtype == types.float32
-            and array.ndim == 1 and array.layout == "C"):
-        raise TypeError(f"expected a contiguous 1-d float32 array, got {array}")
+def _check_float32(array):
+    if not (isinstance(array, types.Array) and array.dtype == types.float32):
+        raise TypeError(f"expected a float32 array, got {array}")
 
 
 @intrinsic
@@ -51,22 +53,49 @@ def vzero(typingctx):
 
 
 @intrinsic
-def vload(typingctx, array, index):
-    """array[index:index + 16] as a vector (no alignment needed, no bounds check)."""
-    _check_flat_float32(array)
+def load(typingctx, array, index):
+    """The float32 `index` elements past the array's first (no bounds check)."""
+    _check_float32(array)
 
     def codegen(context, builder, signature, args):
-        return builder.load(_vector_pointer(context, builder, signature.args[0], *args), align=4)
+        return builder.load(_element_pointer(context, builder, signature.args[0], *args), align=4)
+    return types.float32(array, index), codegen
+
+
+@intrinsic
+def store(typingctx, array, index, value):
+    """Set the float32 `index` elements past the array's first (no bounds check)."""
+    _check_float32(array)
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        value = context.cast(builder, args[2], signature.args[2], types.float32)
+        builder.store(value, pointer, align=4)
+        return context.get_dummy_value()
+    return types.void(array, index, value), codegen
+
+
+@intrinsic
+def vload(typingctx, array, index):
+    """The 16 floats from `index` elements past the array's first, as a vector (no alignment
+    needed, no bounds check)."""
+    _check_float32(array)
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], *args, element=_VECTOR)
+        return builder.load(pointer, align=4)
     return vec16(array, index), codegen
 
 
 @intrinsic
 def vstore(typingctx, array, index, vector):
-    """array[index:index + 16] = vector (no alignment needed, no bounds check)."""
-    _check_flat_float32(array)
+    """Store the vector at the 16 floats from `index` elements past the array's first (no
+    alignment needed, no bounds check)."""
+    _check_float32(array)
 
     def codegen(context, builder, signature, args):
-        pointer = _vector_pointer(context, builder, signature.args[0], args[0], args[1])
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1],
+                                   element=_VECTOR)
         builder.store(args[2], pointer, align=4)
         return context.get_dummy_value()
     return types.void(array, index, vector), codegen

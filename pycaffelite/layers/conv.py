@@ -200,7 +200,9 @@ class _ConvolutionBase(Layer):
                              and self.kernel_dim * self.group >= 3 * self.co)
         self._column_geometry()
         col_per_image = self.col_rows * self.group * self.col_count
-        self.chunk = max(1, min(self.num, COLUMN_BUDGET // max(col_per_image, 1)))
+        # at least one chunk per thread (on the CPU), so that every thread has a run of chunks
+        runs = parallel.num_threads() if self.xp is np else 1
+        self.chunk = max(1, min(-(-self.num // runs), COLUMN_BUDGET // max(col_per_image, 1)))
         self._allocate_buffers()
 
     def _column_geometry(self):

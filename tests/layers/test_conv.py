@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from layer_testing import empty_tops, gaussian_blob, make_layer
-from pycaffelite import device
+from pycaffelite import device, parallel
 from pycaffelite.errors import PclError
 from pycaffelite.gradient_check import GradientChecker
 from pycaffelite.layers import conv
@@ -212,10 +212,13 @@ def test_convolution_gradient_two_bottoms():
     ("num_output: 4 group: 2 kernel_size: 3 pad: 1", True),               # ... flipped kernel
     ("num_output: 4 kernel_size: 1", False),                              # 1x1
 ])
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("images_per_chunk", [1, 2])
 @pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
-def test_chunking_gives_the_same_results(monkeypatch, params, images_inner, images_per_chunk, kind):
-    """Small column budgets split the batch of 5 into chunks of 1, or of 2, 2 and 1 images."""
+def test_chunking_gives_the_same_results(monkeypatch, params, images_inner, images_per_chunk, kind,
+                                         threads):
+    """Small column budgets split the batch of 5 into chunks of 1, or of 2, 2 and 1 images; with
+    2 threads the chunks run in two runs side by side, each on buffers of its own."""
     def run():
         device.set_random_seed(3)
         layer = conv_layer(params, kind=kind)
@@ -226,10 +229,12 @@ def test_chunking_gives_the_same_results(monkeypatch, params, images_inner, imag
         return layer, [top[0].data.copy(), bottom[0].diff.copy(), layer.blobs[0].diff.copy(),
                        layer.blobs[1].diff.copy()]
 
+    monkeypatch.setattr(parallel, "_num_threads", 1)
     layer, expected = run()
     assert layer.chunk == 5 and layer.images_inner == images_inner
     monkeypatch.setattr(conv, "COLUMN_BUDGET", images_per_chunk * layer.col_rows * layer.group
                         * layer.col_count)
+    monkeypatch.setattr(parallel, "_num_threads", threads)
     layer, got = run()
     assert layer.chunk == images_per_chunk
     for a, b in zip(got, expected):
