@@ -18,15 +18,25 @@ parts of one product in several threads.
 import numpy as np
 from numba import njit, types
 
-from .simd import load, store, vadd, vfma, vload, vstore, vzero
+from .simd import LANES, load, store, vadd, vfma, vload, vstore, vzero, wide_vectors
 
-MR = 8  # rows of a micro-tile
-NR = 32  # columns of a micro-tile: two 16-lane vectors
+# The micro-tile: MR rows by NR columns of c held in registers. With AVX-512 (32 vector
+# registers of 16 floats) 8 rows of two vectors; with AVX2 (16 registers of 8 floats, a 16-lane
+# vector taking two) 6 rows of one vector, which leaves room for the loads.
+MR, NR = (8, 32) if wide_vectors() else (6, 16)
 KC = 256  # shared dimension per packed block: an 8 KB panel of a
 NC = 256  # columns of b packed at a time: 8 panels, 256 KB
 
 _FLAT = types.Array(types.float32, 1, "C")
 _COMPILE = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
+
+
+@njit(inline="always", **_COMPILE)
+def _store_vector(c, start, add, vector):
+    """c[start:start + 16] (+)= the vector."""
+    if add:
+        vector = vadd(vector, vload(c, start))
+    vstore(c, start, vector)
 
 
 @njit(inline="always", **_COMPILE)
@@ -40,11 +50,11 @@ def _store_row(c, start, add, left, right):
 
 
 @njit(**_COMPILE)
-def _micro_kernel(a, a_start, a_row, a_step, b, b_start, b_step, kc, c, c_start, c_step, add):
-    """c[i, j] (+)= sum over p < kc of a[i, p] b[p, j] for i < MR, j < NR, where a[i, p] is
+def _micro_8x32(a, a_start, a_row, a_step, b, b_start, b_step, kc, c, c_start, c_step, add):
+    """c[i, j] (+)= sum over p < kc of a[i, p] b[p, j] for i < 8, j < 32, where a[i, p] is
     the element a_start + i a_row + p a_step places past a's first, b[p, j] is b_start +
     p b_step + j past b's first and c[i, j] c_start + i c_step + j past c's first. (A packed
-    panel of a has a_row 1 and a_step MR.)"""
+    panel of a has a_row 1 and a_step MR.) For AVX-512."""
     c00 = vzero(); c01 = vzero(); c10 = vzero(); c11 = vzero()  # noqa: E702
     c20 = vzero(); c21 = vzero(); c30 = vzero(); c31 = vzero()  # noqa: E702
     c40 = vzero(); c41 = vzero(); c50 = vzero(); c51 = vzero()  # noqa: E702
@@ -86,6 +96,35 @@ def _micro_kernel(a, a_start, a_row, a_step, b, b_start, b_step, kc, c, c_start,
 
 
 @njit(**_COMPILE)
+def _micro_6x16(a, a_start, a_row, a_step, b, b_start, b_step, kc, c, c_start, c_step, add):
+    """As `_micro_8x32`, for a 6 x 16 tile (AVX2)."""
+    c0 = vzero(); c1 = vzero(); c2 = vzero(); c3 = vzero(); c4 = vzero(); c5 = vzero()  # noqa: E702
+    a0 = a_start
+    a1, a2, a3, a4, a5 = a0 + a_row, a0 + 2 * a_row, a0 + 3 * a_row, a0 + 4 * a_row, a0 + 5 * a_row
+    bi = b_start
+    for _ in range(kc):
+        vector = vload(b, bi)
+        c0 = vfma(load(a, a0), vector, c0)
+        c1 = vfma(load(a, a1), vector, c1)
+        c2 = vfma(load(a, a2), vector, c2)
+        c3 = vfma(load(a, a3), vector, c3)
+        c4 = vfma(load(a, a4), vector, c4)
+        c5 = vfma(load(a, a5), vector, c5)
+        a0 += a_step; a1 += a_step; a2 += a_step; a3 += a_step; a4 += a_step  # noqa: E702
+        a5 += a_step
+        bi += b_step
+    _store_vector(c, c_start, add, c0)
+    _store_vector(c, c_start + c_step, add, c1)
+    _store_vector(c, c_start + 2 * c_step, add, c2)
+    _store_vector(c, c_start + 3 * c_step, add, c3)
+    _store_vector(c, c_start + 4 * c_step, add, c4)
+    _store_vector(c, c_start + 5 * c_step, add, c5)
+
+
+_micro_kernel = _micro_8x32 if (MR, NR) == (8, 32) else _micro_6x16
+
+
+@njit(**_COMPILE)
 def _pack_a(a, start, row_step, col_step, rows, first_panel, k0, kc, packed, packed_start):
     """packed[panel, p, i] = a[panel MR + i, k0 + p] for panels from first_panel on, zero past
     the last row; a is the matrix at flat `start` of `a` with the given element steps, packed
@@ -122,8 +161,8 @@ def _pack_b(b, start, row_step, col_step, width, k0, kc, packed):
         for p in range(kc):
             source = start + (k0 + p) * row_step
             for q in range(full):
-                vstore(packed, q * panel_size + p * NR, vload(b, source + q * NR))
-                vstore(packed, q * panel_size + p * NR + 16, vload(b, source + q * NR + 16))
+                for v in range(0, NR, LANES):
+                    vstore(packed, q * panel_size + p * NR + v, vload(b, source + q * NR + v))
             for j in range(full * NR, width):
                 packed[full * panel_size + p * NR + j - full * NR] = load(b, source + j)
     elif col_step < row_step:

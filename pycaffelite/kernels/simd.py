@@ -9,13 +9,22 @@ and strides (the caller computes offsets from the strides), so views need no fla
 
 Only usable inside numba-compiled functions.
 """
+import llvmlite.binding
 from llvmlite import ir
 from numba import types
+from numba.core import config
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 LANES = 16
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+def wide_vectors():
+    """Whether the code numba makes here runs on AVX-512 (a 16-lane vector in one register):
+    the features numba compiles for (NUMBA_CPU_FEATURES, else the host's)."""
+    features = config.CPU_FEATURES or llvmlite.binding.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
 
 
 class Vec16Type(types.Type):

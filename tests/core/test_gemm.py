@@ -1,5 +1,10 @@
 """pycaffelite.gemm: the compiled float32 product against numpy's, on every path the kernel has
 (packed or in-place operands, edge tiles, k blocks, batch/column/row splits, summed batches)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -144,3 +149,36 @@ def test_products_inside_parallel_tasks_agree(threads):
     parallel.run_parallel(tasks)
     for (a, b), out in zip(pairs, outs):
         np.testing.assert_allclose(out, a.astype(np.float64) @ b, atol=1e-3)
+
+
+AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+lzcnt,+mmx,+movbe,+popcnt,"
+                 "+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3")
+
+AVX2_SCRIPT = """
+import numpy as np
+from pycaffelite import gemm, parallel
+from pycaffelite.kernels import sgemm
+assert (sgemm.MR, sgemm.NR) == (6, 16), (sgemm.MR, sgemm.NR)
+rng = np.random.default_rng(0)
+parallel.set_num_threads(2)
+for m, k, n in [(1, 1, 1), (7, 3, 17), (13, 300, 70), (64, 257, 600)]:
+    for a_t, b_t in [(False, False), (True, True)]:
+        a = rng.standard_normal((k, m) if a_t else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if b_t else (k, n)).astype(np.float32)
+        a, b = (a.T if a_t else a), (b.T if b_t else b)
+        out = np.ones((m, n), np.float32)
+        gemm.matmul(a, b, out, accumulate=True)
+        np.testing.assert_allclose(out, 1 + a.astype(np.float64) @ b, atol=1e-3)
+print("ok")
+"""
+
+
+def test_the_avx2_micro_kernel(tmp_path):
+    """On a CPU without AVX-512 the kernel uses its 6 x 16 tile: compiled here for an AVX2 target
+    (numba's NUMBA_CPU_NAME/NUMBA_CPU_FEATURES) in a fresh process."""
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=AVX2_FEATURES,
+               NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    result = subprocess.run([sys.executable, "-c", AVX2_SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
