@@ -5,6 +5,7 @@ import pytest
 from layer_testing import empty_tops, gaussian_blob, make_layer
 from pycaffelite.errors import PclError
 from pycaffelite.gradient_check import GradientChecker
+from pycaffelite.layers import im2col as im2col_module
 from pycaffelite.layers.im2col import col2im, conv_output_size, deconv_output_size, im2col, interior
 
 
@@ -60,6 +61,50 @@ def test_col2im_is_the_adjoint_of_im2col(size, kernel, stride, dilation):
     back = np.empty_like(image)
     col2im(other, kernel, stride, dilation, back)
     np.testing.assert_allclose(np.vdot(column, other), np.vdot(image, back), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size,kernel,stride,dilation", [
+    ((7, 9), (3, 3), (1, 1), (1, 1)),
+    ((11, 10), (3, 2), (4, 2), (1, 2)),
+])
+def test_compiled_2d_routines_match_numpy_with_images_outermost(monkeypatch, dtype, size, kernel,
+                                                                stride, dilation):
+    """Images outermost in memory (the layout the compiled routines take): both directions give
+    numpy's results exactly."""
+    rng = np.random.default_rng(1)
+    out = tuple(conv_output_size(s, k, 0, st, d) for s, k, st, d in zip(size, kernel, stride, dilation))
+
+    def images_last(physical):   # (C, n, ...) in memory, logically (C, ..., n)
+        return np.moveaxis(physical, 1, -1)
+
+    def column_images_last(physical):   # (C, K.., n, O..) in memory, logically (C, K.., O.., n)
+        return np.moveaxis(physical, 1 + len(kernel), -1)
+
+    image = images_last(rng.normal(size=(3, 2) + size).astype(dtype))
+    other = column_images_last(rng.normal(size=(3,) + kernel + (2,) + out).astype(dtype))
+    results = []
+    for compiled in (True, False):
+        monkeypatch.setattr(im2col_module, "compiled", compiled)
+        column = column_images_last(np.empty((3,) + kernel + (2,) + out, dtype))
+        assert im2col_module._compiled(column, kernel) == compiled
+        im2col(image, kernel, stride, dilation, column)
+        back = images_last(np.full((3, 2) + size, 5, dtype))
+        col2im(other, kernel, stride, dilation, back)
+        results.append((column.copy(), back.copy()))
+    (column, back), (column_np, back_np) = results
+    np.testing.assert_array_equal(column, column_np)
+    np.testing.assert_allclose(back, back_np, rtol=1e-6)
+
+
+def test_compiled_routines_refuse_mismatched_shapes():
+    """The compiled loops do not check bounds, so their caller does."""
+    image = np.moveaxis(np.zeros((3, 2, 5, 5), np.float32), 1, -1)
+    column = np.moveaxis(np.zeros((3, 3, 3, 2, 4, 4), np.float32), 3, -1)  # needs 6 x 6
+    with pytest.raises(ValueError, match="do not fit"):
+        im2col(image, (3, 3), (1, 1), (1, 1), column)
+    with pytest.raises(ValueError, match="do not fit"):
+        col2im(column, (3, 3), (1, 1), (1, 1), image)
 
 
 # -- the Im2col layer ------------------------------------------------------------------------------
