@@ -85,6 +85,62 @@ def matmul_sum(a, b, out, accumulate=False):
     return out
 
 
+def image_matmul(weights, images, geometry, out, accumulate=False):
+    """out[t] (+)= weights (M, K) @ col(images[t]) for float32 CPU arrays, where col is the
+    im2col matrix (K = C kh kw rows, P output pixels) of the image (C, Hp, Wp) for geometry =
+    (kernel h, w, stride h, w, dilation h, w), read from the image as the product packs it;
+    out is (T, M, P). Split over threads by images outside a `parallel` task."""
+    sgemm = _sgemm_module()
+    out_w = _check_image_product(images, geometry, weights.shape[1], out.shape[2])
+    full_geometry = tuple(geometry) + (out_w, 0)
+    a = np.broadcast_to(weights, (images.shape[0],) + weights.shape)
+
+    def run(lo, hi):
+        _run_serial(a[lo:hi], images[lo:hi], out[lo:hi], accumulate,
+                    sgemm.IMAGE_COLUMNS, full_geometry)
+    _over_items(images.shape[0], run)
+    return out
+
+
+def image_weight_gradient(side, images, geometry, out, accumulate=True):
+    """out (M, K) (+)= the sum over t of side[t] (M, P) @ col(images[t])^T (see image_matmul),
+    for float32 CPU arrays: a convolution's weight gradient straight from its input images.
+    Split over threads by rows of out outside a `parallel` task."""
+    sgemm = _sgemm_module()
+    out_w = _check_image_product(images, geometry, out.shape[1], side.shape[2])
+    full_geometry = tuple(geometry) + (out_w, 0)
+    summed = np.lib.stride_tricks.as_strided(out, (images.shape[0],) + out.shape, (0,) + out.strides)
+
+    def run(lo, hi):
+        _run_serial(side[:, lo:hi], images, summed[:, lo:hi], accumulate, sgemm.IMAGE_ROWS,
+                    full_geometry)
+    _over_items(out.shape[0], run, sgemm.MR)
+    return out
+
+
+def _check_image_product(images, geometry, depth, pixels):
+    """The output width; an error where the geometry reads outside the images (the compiled
+    packing does not check) or the sizes disagree."""
+    kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w = geometry
+    channels, height, width = images.shape[1:]
+    out_h = (height - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
+    out_w = (width - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
+    if depth != channels * kernel_h * kernel_w or pixels != out_h * out_w or min(out_h, out_w) < 1:
+        raise ValueError(f"image product: images {images.shape} with geometry {geometry} give "
+                         f"{channels * kernel_h * kernel_w} x {out_h * out_w} columns, not "
+                         f"{depth} x {pixels}")
+    return out_w
+
+
+def _over_items(count, run, unit=1):
+    """run(lo, hi) over the whole range, in parts side by side unless inside a task."""
+    if parallel.in_task() or count < 2 * unit:
+        run(0, count)
+        return
+    parallel.run_parallel([functools.partial(run, lo, hi)
+                           for lo, hi in parallel.ranges(count, parallel.num_threads(), unit)])
+
+
 def row_sums(x, out):
     """out[r] = x[r].sum() for a 2-d x (float32 CPU rows summed by the compiled kernel);
     returns out."""
@@ -169,8 +225,9 @@ def _split(a, b, c, parts):
     return [(a[:, lo:hi], b, c[:, lo:hi]) for lo, hi in parallel.ranges(rows, parts, sgemm.MR)]
 
 
-def _run_serial(a, b, c, accumulate):
-    """The product in the calling thread, with that thread's scratch buffers."""
+def _run_serial(a, b, c, accumulate, b_kind=None, geometry=None):
+    """The product in the calling thread, with that thread's scratch buffers (b an image batch
+    for b_kind IMAGE_COLUMNS / IMAGE_ROWS)."""
     sgemm = _sgemm_module()
     items, rows, depth = a.shape
     sizes = sgemm.scratch_sizes(rows, depth)
@@ -179,8 +236,12 @@ def _run_serial(a, b, c, accumulate):
         buffers = _scratch.buffers = tuple(
             np.empty(max(n, 0 if buffers is None else len(x)), np.float32)
             for n, x in zip(sizes, buffers or ((),) * 3))
-    sgemm.sgemm(a, _steps(a), b, _steps(b), c, _steps(c), (items, rows, depth, b.shape[2]),
-                accumulate, *buffers)
+    shape = (items, rows, depth, c.shape[2])
+    if b_kind is None:
+        sgemm.sgemm(a, _steps(a), b, _steps(b), c, _steps(c), shape, accumulate, *buffers)
+    else:
+        sgemm.sgemm_image(a, _steps(a), b, _steps(b), b_kind, geometry, c, _steps(c), shape,
+                          accumulate, *buffers)
 
 
 def _steps(x):

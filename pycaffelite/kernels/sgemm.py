@@ -178,9 +178,73 @@ def _pack_b(b, start, row_step, col_step, width, k0, kc, packed):
                 packed[base + p * NR] = load(b, source + p * row_step)
 
 
+MATRIX, IMAGE_COLUMNS, IMAGE_ROWS = 0, 1, 2  # what b is: see sgemm and sgemm_image
+
+
+@njit(**_COMPILE)
+def _tap(k, geometry):
+    """Row k of an image's im2col matrix as (channel, kernel row, kernel column)."""
+    taps = geometry[0] * geometry[1]
+    channel = k // taps
+    tap = k - channel * taps
+    return channel, tap // geometry[1], tap % geometry[1]
+
+
+@njit(**_COMPILE)
+def _pack_image_columns(image, start, steps, geometry, k0, kc, first, width, packed):
+    """_pack_b's packing of the im2col matrix of the image at flat `start` (channel, row,
+    column steps = steps[1:]), columns (output pixels) first .. first + width, read straight
+    from the image. geometry = (kernel h, w, stride h, w, dilation h, w, output width, -)."""
+    _, kernel_w, stride_h, stride_w, dilation_h, dilation_w, out_w, _ = geometry
+    full = width // NR
+    panel_size = kc * NR
+    if width % NR:
+        packed[full * panel_size:(full + 1) * panel_size] = 0.0
+    first_row, first_column = first // out_w, first % out_w
+    for p in range(kc):
+        channel, i, j = _tap(k0 + p, geometry)
+        source = (start + channel * steps[1] + (first_row * stride_h + i * dilation_h) * steps[2]
+                  + j * dilation_w * steps[3])
+        column = first_column
+        for q in range(width):
+            packed[q // NR * panel_size + p * NR + q % NR] = \
+                load(image, source + column * stride_w * steps[3])
+            column += 1
+            if column == out_w:
+                column = 0
+                source += stride_h * steps[2]
+
+
+@njit(**_COMPILE)
+def _pack_image_rows(image, start, steps, geometry, k0, kc, first, width, packed):
+    """_pack_b's packing of the transposed im2col matrix (rows: output pixels k0 .. k0 + kc,
+    columns: im2col rows first .. first + width) of the image at flat `start`."""
+    _, kernel_w, stride_h, stride_w, dilation_h, dilation_w, out_w, _ = geometry
+    full = width // NR
+    panel_size = kc * NR
+    if width % NR:
+        packed[full * panel_size:(full + 1) * panel_size] = 0.0
+    first_row, first_column = k0 // out_w, k0 % out_w
+    for q in range(width):
+        channel, i, j = _tap(first + q, geometry)
+        source = (start + channel * steps[1] + (first_row * stride_h + i * dilation_h) * steps[2]
+                  + j * dilation_w * steps[3])
+        target = q // NR * panel_size + q % NR
+        column = first_column
+        for p in range(kc):
+            packed[target + p * NR] = load(image, source + column * stride_w * steps[3])
+            column += 1
+            if column == out_w:
+                column = 0
+                source += stride_h * steps[2]
+
+
 _BATCH = types.Array(types.float32, 3, "A")
 _BATCH_IN = types.Array(types.float32, 3, "A", readonly=True)
+_IMAGES_IN = types.Array(types.float32, 4, "A", readonly=True)
 _STEPS = types.UniTuple(types.intp, 3)
+_IMAGE_STEPS = types.UniTuple(types.intp, 4)
+_GEOMETRY = types.UniTuple(types.intp, 8)
 _SHAPE = types.UniTuple(types.intp, 4)
 
 
@@ -192,14 +256,11 @@ def scratch_sizes(rows, depth):
     return (rows + MR - 1) // MR * MR * kc, kc * NC, MR * NR
 
 
-@njit(types.void(_BATCH_IN, _STEPS, _BATCH_IN, _STEPS, _BATCH, _STEPS, _SHAPE, types.boolean,
-                 _FLAT, _FLAT, _FLAT), **_COMPILE)
-def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, a_packed, b_packed, tile):
-    """c[t] = a[t] . b[t] (accumulate: c[t] += ...) for t < T, all float32, where
-    shape = (T, M, K, N) and each operand comes with its (batch, row, column) strides in
-    elements (any non-negative ones: views, transposes, broadcasts). K must be positive. A batch step of 0 for c sums the products of
-    all t into it. Scratch: as `scratch_sizes` says. Runs in the calling thread, without the
-    GIL: callers split large products into parts and run them side by side."""
+@njit(**_COMPILE)
+def _product(a, a_steps, b, b_steps, b_kind, geometry, c, c_steps, shape, accumulate,
+             a_packed, b_packed, tile):
+    """The blocked product of `sgemm` and `sgemm_image`: b of the given kind, b_steps its 4
+    strides in elements (a matrix batch's last is unused)."""
     items, rows, depth, columns = shape
     if items == 0 or rows == 0 or columns == 0:
         return
@@ -216,8 +277,15 @@ def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, a_packed, b_pac
             _pack_a(a, a_item, a_steps[1], a_steps[2], rows, in_place, k0, kc, a_packed, 0)
             for block in range(0, columns, NC):
                 block_width = min(NC, columns - block)
-                _pack_b(b, b_item + block * b_steps[2], b_steps[1], b_steps[2], block_width, k0,
-                        kc, b_packed)
+                if b_kind == MATRIX:
+                    _pack_b(b, b_item + block * b_steps[2], b_steps[1], b_steps[2], block_width,
+                            k0, kc, b_packed)
+                elif b_kind == IMAGE_COLUMNS:
+                    _pack_image_columns(b, b_item, b_steps, geometry, k0, kc, geometry[7] + block,
+                                        block_width, b_packed)
+                else:
+                    _pack_image_rows(b, b_item, b_steps, geometry, k0, kc, geometry[7] + block,
+                                     block_width, b_packed)
                 for j0 in range(block, block + block_width, NR):
                     width = min(NR, columns - j0)
                     b_first = (j0 - block) * kc
@@ -248,6 +316,33 @@ def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, a_packed, b_pac
                                 if add:
                                     value += load(c, row + j * c_col)
                                 store(c, row + j * c_col, value)
+
+
+@njit(types.void(_BATCH_IN, _STEPS, _BATCH_IN, _STEPS, _BATCH, _STEPS, _SHAPE, types.boolean,
+                 _FLAT, _FLAT, _FLAT), **_COMPILE)
+def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, a_packed, b_packed, tile):
+    """c[t] = a[t] . b[t] (accumulate: c[t] += ...) for t < T, all float32, where
+    shape = (T, M, K, N) and each operand comes with its (batch, row, column) strides in
+    elements (any non-negative ones: views, transposes, broadcasts). K must be positive. A batch
+    stride of 0 for c sums the products of all t into it. Scratch: as `scratch_sizes` says.
+    Runs in the calling thread, without the GIL: callers split large products into parts and
+    run them side by side."""
+    _product(a, a_steps, b, (b_steps[0], b_steps[1], b_steps[2], 0), MATRIX,
+             (0, 0, 0, 0, 0, 0, 0, 0), c, c_steps, shape, accumulate, a_packed, b_packed, tile)
+
+
+@njit(types.void(_BATCH_IN, _STEPS, _IMAGES_IN, _IMAGE_STEPS, types.intp, _GEOMETRY, _BATCH,
+                 _STEPS, _SHAPE, types.boolean, _FLAT, _FLAT, _FLAT), **_COMPILE)
+def sgemm_image(a, a_steps, images, image_steps, kind, geometry, c, c_steps, shape, accumulate,
+                a_packed, b_packed, tile):
+    """`sgemm` with b[t] the im2col matrix of images[t] (C, Hp, Wp) (kind IMAGE_COLUMNS: rows
+    (channel, kernel row, kernel column), columns output pixels) or its transpose (IMAGE_ROWS),
+    read from the image while packing (no im2col buffer). geometry = (kernel h, w, stride h, w,
+    dilation h, w, output width, b's first column in that matrix); image_steps are the images'
+    (batch, channel, row, column) strides in elements. The caller checks that every pixel read
+    lies in the image."""
+    _product(a, a_steps, images, image_steps, kind, geometry, c, c_steps, shape, accumulate,
+             a_packed, b_packed, tile)
 
 
 @njit(types.void(_FLAT, types.intp, types.intp, _FLAT), **_COMPILE)

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import parallel
 from . import register
-from ..gemm import matmul, matmul_sum, row_sums
+from ..gemm import image_matmul, image_weight_gradient, matmul, matmul_sum, row_sums
 from .base import Layer
 from .im2col import col2im, conv_output_size, deconv_output_size, im2col, interior, kernel_extent
 
@@ -246,7 +246,8 @@ class _ConvolutionBase(Layer):
         self._buffer_key = key
         # Images outermost and no pad: im2col reads the blob itself, col2im writes it.
         use_padded = self.images_inner or any(self.pad)
-        dw_shape = (self.shifts, self.group, self.col_rows, self.co // self.group)
+        dw_shape = (self.shifts, self.group, self.col_rows, self.co // self.group) \
+            if self.images_inner else (self.group, self.co // self.group, self.col_rows)
         self._buffer_sizes = {
             "col": col_size,
             "side": side_size,
@@ -371,14 +372,34 @@ class _ConvolutionBase(Layer):
         if self.is_1x1:  # the column is the image (dropping its unit kernel axes keeps a view)
             self._to_logical(column.reshape(self.ci, *self.s_shape, n), image[n0:n0 + n])
             return matrix
+        im2col(self._image_source(image, n0, n), self.col_kernel, self.col_stride,
+               self.col_dilation, column)
+        return matrix
+
+    def _image_source(self, image, n0, n):
+        """Images n0..n0+n of `image` (N, Ci, *S) as the logical (Ci, *Sp, n) padded image that
+        im2col reads: the pad_in buffer with the images copied in, or (no pad, images
+        outermost) a view of `image` itself."""
         padded = self._padded("pad_in", n)
         if padded is None:
-            source = self.xp.moveaxis(image[n0:n0 + n], 0, -1)
-        else:
-            self._to_logical(interior(padded, self.pad), image[n0:n0 + n])
-            source = padded
-        im2col(source, self.col_kernel, self.col_stride, self.col_dilation, column)
-        return matrix
+            return self.xp.moveaxis(image[n0:n0 + n], 0, -1)
+        self._to_logical(interior(padded, self.pad), image[n0:n0 + n])
+        return padded
+
+    def _implicit(self):
+        """Whether the products read the im2col matrix straight from the padded images
+        (`pycaffelite.gemm.image_matmul`): float32 numpy arrays, 2-D, images outermost."""
+        return (self.xp is np and self.dtype == np.float32 and self.num_spatial == 2
+                and not self.images_inner and not self.is_1x1)
+
+    def _image_groups(self, image, n0, n):
+        """The padded images n0..n0+n as (n, Ci, Hp, Wp), one view per group of channels."""
+        source = self.xp.moveaxis(self._image_source(image, n0, n), -1, 0)
+        cig = self.ci // self.group
+        return [source[:, g * cig:(g + 1) * cig] for g in range(self.group)]
+
+    def _geometry(self):
+        return tuple(self.kernel) + tuple(self.stride) + tuple(self.dilation)
 
     def _add_columns_to_image(self, column, image, n0, n, add_bias):
         """Overwrite images n0..n0+n of `image` (N, Ci, *S) with col2im of the logical `column`
@@ -409,6 +430,15 @@ class _ConvolutionBase(Layer):
         else:
             array[...] = side[n0:n0 + n].swapaxes(0, 1)
         return matrix
+
+    def _multiply_images_into_side(self, weights, image, side, n0, n, add_bias):
+        """side[n0:n0+n] = weights . col(images n0..n0+n) (+ bias), images outermost, the
+        columns read from the images as the products pack them (no column buffer)."""
+        target = side[n0:n0 + n].reshape(n, self.group, self.co // self.group, self.o_count)
+        for g, images in enumerate(self._image_groups(image, n0, n)):
+            image_matmul(weights[0, g], images, self._geometry(), target[:, g])
+        if add_bias:
+            side[n0:n0 + n] += self._bias(2)
 
     def _multiply_into_side(self, weights, col, side, n0, n, add_bias):
         """side[n0:n0+n] = the sum over shifts j of weights[j] . col[window j] (+ bias), per
@@ -453,8 +483,11 @@ class _ConvolutionBase(Layer):
 
         def run(chunks):
             for n0, n in chunks:
-                self._multiply_into_side(weights, self._columns(image, n0, n), side, n0, n,
-                                         add_bias)
+                if self._implicit():
+                    self._multiply_images_into_side(weights, image, side, n0, n, add_bias)
+                else:
+                    self._multiply_into_side(weights, self._columns(image, n0, n), side, n0, n,
+                                             add_bias)
         self._run_chunks(run)
 
     def _data_direction(self, side, image, add_bias):
@@ -495,10 +528,10 @@ class _ConvolutionBase(Layer):
             total = self._buffer("shifted_dw")
             total[...] = 0
             for n0, n in chunks:
-                col = self._columns(image, n0, n)
                 if not self.images_inner:  # (then shifts == 1)
-                    self._add_outer_weight_gradient(col, side, n0, n, total[0])
+                    self._add_outer_weight_gradient(image, side, n0, n, total)
                     continue
+                col = self._columns(image, n0, n)
                 side_t = self._side_matrix(side, n0, n).swapaxes(1, 2)
                 for j in range(self.shifts):
                     matmul(col[..., self._window(j, n)], side_t, total[j], accumulate=True)
@@ -506,17 +539,24 @@ class _ConvolutionBase(Layer):
         cog, cig = self.co // self.group, self.ci // self.group
         dweight = self.blobs[0].write_diff().reshape(self.group, cog, cig, self.shifts, -1)
         for total in self._run_chunks(run):  # one per run of chunks
-            dweight += total.reshape(self.shifts, self.group, cig, -1, cog).transpose(1, 4, 2, 0, 3)
+            if self.images_inner:
+                total = total.reshape(self.shifts, self.group, cig, -1, cog).transpose(1, 4, 2, 0, 3)
+            dweight += total.reshape(dweight.shape)
 
-    def _add_outer_weight_gradient(self, col, side, n0, n, total):
-        """total (G, rows, Co/G) += the weight gradient of images n0..n0+n, with images outermost:
-        per group, the sum over the images of side_i . col_i^T, straight from the side (no copy
-        of it into the side buffer)."""
+    def _add_outer_weight_gradient(self, image, side, n0, n, total):
+        """total (G, Co/G, rows) += the weight gradient of images n0..n0+n, with images
+        outermost: per group, the sum over the images of side_i . col_i^T, straight from the side
+        (no copy of it into the side buffer), and from the images where `_implicit`."""
         cog = self.co // self.group
-        per_image = col.reshape(self.group, self.col_rows, n, self.o_count).transpose(0, 2, 1, 3)
-        side_t = side[n0:n0 + n].reshape(n, self.group, cog, self.o_count).transpose(1, 0, 3, 2)
+        side_g = side[n0:n0 + n].reshape(n, self.group, cog, self.o_count)
+        if self._implicit():
+            for g, images in enumerate(self._image_groups(image, n0, n)):
+                image_weight_gradient(side_g[:, g], images, self._geometry(), total[g])
+            return
+        col = self._columns(image, n0, n)
+        per_image_t = col.reshape(self.group, self.col_rows, n, self.o_count).transpose(0, 2, 3, 1)
         for g in range(self.group):
-            matmul_sum(per_image[g], side_t[g], total[g], accumulate=True)
+            matmul_sum(side_g[:, g], per_image_t[g], total[g], accumulate=True)
 
     def _add_bias_gradient(self, top_diff):
         """db += the sum of the top diff over the num and spatial axes: per image and channel

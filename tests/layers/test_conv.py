@@ -462,3 +462,29 @@ def test_deconvolution_bad_parameters(params, shape, message):
     with pytest.raises(PclError, match=message) as info:
         setup(layer, shape)
     assert "(Deconvolution)" in str(info.value)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("params,shape", [
+    ("num_output: 12 kernel_size: 3 pad: 1", (5, 3, 9, 8)),                          # CIFAR conv1-like
+    ("num_output: 8 group: 2 kernel_size: 5 stride: 3 dilation: 2 pad: 2", (3, 4, 17, 15)),
+    ("num_output: 4 kernel_h: 3 kernel_w: 2 stride_h: 4 stride_w: 2", (4, 2, 19, 11)),  # no pad
+])
+def test_float32_products_from_the_images_match_float64(monkeypatch, params, shape, threads):
+    """float32 with the images outermost reads the im2col matrix straight from the images in
+    the forward product and the weight gradient; it agrees with the float64 path (numpy, im2col
+    buffer) on the top, the bottom diff and both parameter diffs, chunked into runs."""
+    monkeypatch.setattr(parallel, "_num_threads", threads)
+    monkeypatch.setattr(conv, "COLUMN_BUDGET", 2 * 200 * 60)   # a few images per chunk
+    results = []
+    for dtype in (np.float32, np.float64):
+        device.set_random_seed(5)
+        layer = conv_layer(params, dtype=dtype)
+        bottom, top = setup(layer, shape, dtype=dtype)
+        assert layer._implicit() == (dtype == np.float32)
+        layer.forward(bottom, top)
+        top[0].diff[...] = gaussian_blob(top[0].shape, seed=9).data
+        layer.backward(top, [True], bottom)
+        results.append([top[0].data, bottom[0].diff, layer.blobs[0].diff, layer.blobs[1].diff])
+    for single, double in zip(*results):
+        np.testing.assert_allclose(single, double, rtol=2e-5, atol=2e-5)
