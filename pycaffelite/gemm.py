@@ -180,7 +180,7 @@ def _as_batches(a, b, c):
     innermost leading axes merged into one as far as the three arrays' strides allow, any
     outer ones looped over here."""
     lead = c.shape[:-2]
-    keep = tuple(0 if n == 1 else slice(None) for n in lead)
+    keep = tuple([0 if n == 1 else slice(None) for n in lead])
     a, b, c = (x[keep] for x in (a, b, c))
     count = c.ndim - 2
     inner = min(count, 1)
@@ -188,7 +188,7 @@ def _as_batches(a, b, c):
                                 x.shape[count - inner] for x in (a, b, c)):
         inner += 1
     for index in np.ndindex(*c.shape[:count - inner]):
-        yield tuple(_three_axes(x[index], inner) for x in (a, b, c))
+        yield tuple([_three_axes(x[index], inner) for x in (a, b, c)])
 
 
 def _three_axes(x, batch_axes):
@@ -245,6 +245,8 @@ def _run_serial(a, b, c, accumulate, b_kind=None, geometry=None):
 
 
 def _steps(x):
-    """x's strides in elements."""
+    """x's strides in elements. (tuple([...]), not tuple(generator): the generator form leaves
+    a resized tuple block in CPython's free lists on every call, which the allocation test sees
+    as memory held.)"""
     size = x.itemsize
-    return tuple(stride // size for stride in x.strides)
+    return tuple([stride // size for stride in x.strides])
