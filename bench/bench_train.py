@@ -6,8 +6,9 @@ forward, backward, SGD update with momentum 0.9 and weight decay 5e-4 (pcl: `SGD
 PyTorch: `torch.optim.SGD`). After a few warm-up
 iterations the median of several iterations is reported, with the ratio pcl / PyTorch and each
 run's peak RSS. Then the convolution layers of pcl's nets are timed one by one (as `pcl time`
-does) and their achieved GFLOP/s is set against this machine's float32 GEMM rate (numpy matmul,
-i.e. the BLAS sgemm that pcl's convolutions call).
+does) and their achieved GFLOP/s is set against this machine's float32 GEMM rates on large square
+matrices: numpy's matmul (its BLAS sgemm) and pcl's own compiled GEMM (`pycaffelite.gemm`, which
+pcl's convolutions call), whichever is faster being "this machine's sgemm rate".
 
 Each (framework, net) pair runs in its own child process of this script (`--worker`), so that
 peak RSS belongs to that pair alone and one framework's thread pools and caches do not disturb
@@ -82,16 +83,25 @@ def input_arrays(shapes, classes, seed=0):
     return data, label
 
 
-def sgemm_gflops(sizes=(1024, 2048), repeats=5, clock=time.perf_counter):
-    """The best float32 matmul rate numpy reaches on square matrices, in GFLOP/s."""
+def sgemm_gflops(sizes=(1024, 2048), repeats=5, clock=time.perf_counter, library="numpy"):
+    """The best float32 matrix product rate on square matrices, in GFLOP/s: numpy's matmul, or
+    pcl's compiled GEMM (`library="pcl"`)."""
+    if library == "pcl":
+        from pycaffelite import gemm  # noqa: PLC0415 - only in the child that measures it
+
+        def product(a, b, out):
+            gemm.matmul(a, b, out)
+    else:
+        def product(a, b, out):
+            np.matmul(a, b, out=out)
     best = 0.0
     rng = np.random.default_rng(0)
     for n in sizes:
         a = rng.standard_normal((n, n), dtype=np.float32)
         b = rng.standard_normal((n, n), dtype=np.float32)
         out = np.empty((n, n), dtype=np.float32)
-        np.matmul(a, b, out=out)
-        seconds = min(_timed(lambda: np.matmul(a, b, out=out), clock) for _ in range(repeats))
+        product(a, b, out)
+        seconds = min(_timed(lambda: product(a, b, out), clock) for _ in range(repeats))
         best = max(best, 2.0 * n ** 3 / seconds / 1e9)
     return best
 
@@ -315,11 +325,13 @@ def run_worker(framework, net_name, args):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def gemm_in_child(threads, cpu_time):
-    """sgemm GFLOP/s measured in a child process with the runs' BLAS thread count and clock."""
+def gemm_in_child(threads, cpu_time, library):
+    """sgemm GFLOP/s (numpy's or pcl's) measured in a child process with the runs' thread count
+    and clock."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     code = f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); " \
-           f"import bench_train; print(bench_train.sgemm_gflops(clock=bench_train.clock_for({cpu_time})))"
+           f"import bench_train; print(bench_train.sgemm_gflops(" \
+           f"clock=bench_train.clock_for({cpu_time}), library={library!r}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
@@ -358,8 +370,9 @@ def main(argv=None):
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}; cpus={os.cpu_count()}; "
           f"load average {os.getloadavg()[0]:.2f} (other work on the machine skews every figure)")
-    gemm = gemm_in_child(args.threads, args.cpu_time)
-    print(f"numpy float32 matmul (sgemm): {gemm:.1f} GFLOP/s")
+    gemm = {library: gemm_in_child(args.threads, args.cpu_time, library) for library in ("numpy", "pcl")}
+    print(f"float32 matrix product on squares (sgemm): numpy {gemm['numpy']:.1f} GFLOP/s, "
+          f"pcl {gemm['pcl']:.1f} GFLOP/s")
     results = {}
     for name in nets:
         pcl = run_worker("pcl", name, args)
@@ -411,9 +424,12 @@ def step_table(results, cpu_time):
 
 
 def conv_table(results, gemm):
+    """Each convolution's GFLOP/s, and forward + backward as a share of the numpy and pcl sgemm
+    rates in `gemm`."""
     header = (f"{'net':<14} {'layer':<7} {'bottom -> top':<32} {'g':>2} {'fwd ms':>8} {'GFLOP/s':>8} "
-              f"{'bwd ms':>8} {'GFLOP/s':>8} {'% sgemm':>8}")
-    rows = [f"pcl convolution layers (timed as `pcl time` does) vs sgemm {gemm:.1f} GFLOP/s",
+              f"{'bwd ms':>8} {'GFLOP/s':>8} {'% numpy':>8} {'% pcl':>6}")
+    rows = ["pcl convolution layers (timed as `pcl time` does) vs the sgemm rates: numpy "
+            f"{gemm['numpy']:.1f}, pcl {gemm['pcl']:.1f} GFLOP/s",
             header, "-" * len(header)]
     for name, (pcl, _) in results.items():
         for layer in pcl.get("layers", []):
@@ -426,7 +442,8 @@ def conv_table(results, gemm):
             shapes = f"{'x'.join(map(str, layer['bottom']))} -> {'x'.join(map(str, layer['top']))}"
             rows.append(f"{name:<14} {layer['name']:<7} {shapes:<32} {layer['group']:>2} "
                         f"{layer['forward_ms']:>8.2f} {fwd:>8.1f} {layer['backward_ms']:>8.2f} "
-                        f"{bwd:>8.1f} {100 * both / gemm:>7.0f}%")
+                        f"{bwd:>8.1f} {100 * both / gemm['numpy']:>7.0f}% "
+                        f"{100 * both / gemm['pcl']:>5.0f}%")
     return "\n".join(rows)
 
 
