@@ -200,9 +200,12 @@ class _ConvolutionBase(Layer):
                              and self.kernel_dim * self.group >= 3 * self.co)
         self._column_geometry()
         col_per_image = self.col_rows * self.group * self.col_count
-        # at least one chunk per thread (on the CPU), so that every thread has a run of chunks
+        # On the CPU the chunks run in one run per thread (`_run_chunks`): their number is
+        # made a multiple of the threads, so that the runs get equal shares of the images.
         runs = parallel.num_threads() if self.xp is np else 1
-        self.chunk = max(1, min(-(-self.num // runs), COLUMN_BUDGET // max(col_per_image, 1)))
+        count = -(-self.num // max(1, min(self.num, COLUMN_BUDGET // max(col_per_image, 1))))
+        count = -(-count // runs) * runs
+        self.chunk = max(1, -(-self.num // count))
         self._allocate_buffers()
 
     def _column_geometry(self):
