@@ -14,14 +14,18 @@ its image is its top and its bottom is the column side.
 
 Speed: images are processed in chunks of n; one chunk's im2col columns form a
 (Ci prod(k), prod(O) n) matrix so that each group needs one GEMM per chunk (`pycaffelite.gemm`:
-float32 runs the compiled kernel, which also adds into its output and reads strided views). Chunks are sized so the column buffer stays cache-sized (COLUMN_BUDGET), the
-buffers' memory order is picked per layer (`images_inner` in reshape), stride-1 layers im2col
-all but the first spatial axis and run one GEMM per kernel row on shifted windows instead
-(`_column_geometry`), the data direction of suitable stride-1 layers runs as a convolution with
-the flipped kernel (`_FlippedConvolution`), with images outermost the forward direction and the
-weight gradient run one product per image on the blob's side (no copy of it), and 1x1
-convolutions with stride 1 and no pad skip im2col in the forward and data directions altogether
-(one batched matmul over the images).
+float32 on the CPU runs the compiled kernel, which also adds into its output and reads strided
+views). Chunks are sized so the column buffer stays cache-sized (COLUMN_BUDGET), and on the CPU
+their number is a multiple of the threads: the chunks run in one run per thread side by side
+(`_run_chunks`), each thread with buffers of its own (`_buffer`) and its products in that
+thread. The buffers' memory order is picked per layer (`images_inner` in reshape); stride-1
+layers im2col all but the first spatial axis and run one GEMM per kernel row on shifted windows
+instead (`_column_geometry`); the data direction of suitable stride-1 layers runs as a
+convolution with the flipped kernel (`_FlippedConvolution`); with images outermost the forward
+direction and the weight gradient run one product per image on the blob's side (no copy of it),
+and for float32 2-D layers read the im2col matrix straight from the padded images as the
+products pack it (`_implicit`: no column buffer pass); 1x1 convolutions with stride 1 and no pad
+skip im2col in the forward and data directions altogether (one batched product over the images).
 Every choice is checked against direct references and gradient checks in the tests.
 """
 import threading
