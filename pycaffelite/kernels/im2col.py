@@ -2,9 +2,9 @@
 
     column[c, i, j, oh, ow, n] = padded[c, oh sh + i dh, ow sw + j dw, n]
 
-for views of any strides. One call moves a whole chunk without the GIL (numpy's version is one
-call per kernel offset, each taking and releasing it, which stalls threads running side by
-side). The innermost loop runs along whichever of ow and n is closer together in the column.
+for views of any strides, meant for the images outermost in memory (the innermost loop runs
+along ow). One call moves a whole chunk without the GIL (numpy's version is one call per kernel
+offset, each taking and releasing it, which stalls threads running side by side).
 """
 from numba import njit
 
@@ -14,44 +14,31 @@ _COMPILE = dict(nogil=True, cache=True, error_model="numpy")
 @njit(**_COMPILE)
 def im2col_2d(padded, stride, dilation, column):
     """Fill column (C, KH, KW, OH, OW, N) from padded (C, Hp, Wp, N)."""
-    channels, kernel_h, kernel_w, out_h, out_w, images = column.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    images_inner = column.strides[5] <= column.strides[4]
-    for c in range(channels):
-        for i in range(kernel_h):
-            for j in range(kernel_w):
-                for oh in range(out_h):
-                    h = oh * sh + i * dh
-                    if images_inner:
-                        for ow in range(out_w):
-                            w = ow * sw + j * dw
-                            for n in range(images):
-                                column[c, i, j, oh, ow, n] = padded[c, h, w, n]
-                    else:
-                        for n in range(images):
-                            for ow in range(out_w):
-                                column[c, i, j, oh, ow, n] = padded[c, h, ow * sw + j * dw, n]
+    _move(padded, stride, dilation, column, False)
 
 
 @njit(**_COMPILE)
 def col2im_2d(column, stride, dilation, padded):
     """Set padded (C, Hp, Wp, N) to the sum of column's (C, KH, KW, OH, OW, N) entries at the
     places im2col_2d reads them from, kernel offsets in row-major order."""
+    padded[...] = 0
+    _move(padded, stride, dilation, column, True)
+
+
+@njit(inline="always", **_COMPILE)
+def _move(padded, stride, dilation, column, adjoint):
+    """column[c, i, j, oh, ow, n] = padded[c, h, w, n] (adjoint: padded[c, h, w, n] += column[...])
+    for h = oh sh + i dh, w = ow sw + j dw; ow innermost."""
     channels, kernel_h, kernel_w, out_h, out_w, images = column.shape
     (sh, sw), (dh, dw) = stride, dilation
-    images_inner = padded.strides[3] <= padded.strides[2]
-    padded[...] = 0
     for c in range(channels):
         for i in range(kernel_h):
             for j in range(kernel_w):
-                for oh in range(out_h):
-                    h = oh * sh + i * dh
-                    if images_inner:
+                for n in range(images):
+                    for oh in range(out_h):
+                        h = oh * sh + i * dh
                         for ow in range(out_w):
-                            w = ow * sw + j * dw
-                            for n in range(images):
-                                padded[c, h, w, n] += column[c, i, j, oh, ow, n]
-                    else:
-                        for n in range(images):
-                            for ow in range(out_w):
+                            if adjoint:
                                 padded[c, h, ow * sw + j * dw, n] += column[c, i, j, oh, ow, n]
+                            else:
+                                column[c, i, j, oh, ow, n] = padded[c, h, ow * sw + j * dw, n]

@@ -48,17 +48,22 @@ def max_forward(x, kernel, stride, pad, out, argmax, first_plane, stop_plane):
                 argmax[n, c, oh, ow] = where
 
 
+@njit(inline="always", **_COMPILE)
+def _clear_plane(out, n, c):
+    for h in range(out.shape[2]):
+        for w in range(out.shape[3]):
+            out[n, c, h, w] = 0
+
+
 @njit(**_COMPILE)
 def max_backward(top_diff, argmax, accumulate, out, first_plane, stop_plane):
     """out[n, c] (+)= each window's top diff at its argmax (in window order)."""
-    _, channels, height, width = out.shape
+    channels, width = out.shape[1], out.shape[3]
     out_h, out_w = top_diff.shape[2], top_diff.shape[3]
     for plane in range(first_plane, stop_plane):
         n, c = plane // channels, plane % channels
         if not accumulate:
-            for h in range(height):
-                for w in range(width):
-                    out[n, c, h, w] = 0
+            _clear_plane(out, n, c)
         for oh in range(out_h):
             for ow in range(out_w):
                 index = argmax[n, c, oh, ow]
@@ -93,9 +98,7 @@ def ave_backward(top_diff, kernel, stride, pad, accumulate, out, first_plane, st
     for plane in range(first_plane, stop_plane):
         n, c = plane // channels, plane % channels
         if not accumulate:
-            for h in range(height):
-                for w in range(width):
-                    out[n, c, h, w] = 0
+            _clear_plane(out, n, c)
         for oh in range(out_h):
             h0, h1, rows = _window(oh, kernel[0], stride[0], pad[0], height)
             for ow in range(out_w):
