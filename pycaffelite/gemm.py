@@ -12,8 +12,8 @@ import numpy as np
 
 from . import parallel
 
-# Below this many multiply-adds a product runs in one thread: starting the others costs a few
-# microseconds.
+# Below this many multiply-adds a product runs in one thread: handing parts to the other
+# threads costs tens of microseconds.
 _THREADING_THRESHOLD = 1 << 19
 
 _kernel = None

@@ -1,9 +1,9 @@
 """CPU threads: how many, and running independent pieces of a layer's work side by side.
 
 The count follows OpenBLAS's environment variables (OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS),
-else the CPUs this process may run on; `set_num_threads` changes it. All of pycaffelite's CPU
-threads are these (the compiled kernels are serial and release the GIL; no OpenMP runtime, whose
-idle threads spin and would compete with these).
+else the CPUs this process may run on; `set_num_threads` changes it. pycaffelite's compute runs
+in these threads only (the compiled kernels are serial and release the GIL; no OpenMP runtime,
+whose idle threads spin and would compete with these); data prefetching has a thread of its own.
 
 `run_parallel(tasks)` runs callables at once, one per thread (the caller runs the first). Inside
 a task the products run in that task's thread alone (`in_task()`), so the threads never

@@ -1,19 +1,21 @@
-"""Single-precision GEMM compiled with numba: c[i] = a[i] . b[i] (or +=) over a batch.
+"""Single-precision GEMM compiled with numba: c[t] = a[t] . b[t] (or +=) over a batch.
 
-The classic blocked scheme: for each block of KC columns of a, a is packed into panels of MR rows
-(MR values of one column next to each other), and for each panel of NR columns of b, that panel
-is packed (NR values of one row next to each other); an MR x NR micro-kernel then keeps its whole
-tile of c in 16 vector registers while it runs down the KC shared values, loading two vectors of
-b and broadcasting MR values of a per step. Packing makes every access in the micro-kernel
-contiguous whatever the strides of a and b (transposed views cost nothing extra), and zero-pads
-the edges so the micro-kernel always computes a full tile; the tile goes through a small buffer
-into c, which may be any strided view.
+The classic blocked scheme: for each block of KC values of the shared dimension, a is packed
+into panels of MR rows (MR values of one column next to each other) and b, NC columns at a time,
+into panels of NR columns (NR values of one row next to each other); an MR x NR micro-kernel then
+keeps its whole tile of c in vector registers while it runs down the KC shared values, loading
+NR / 16 vectors of b and broadcasting MR values of a per step. Packing makes every access in the
+micro-kernel contiguous whatever the strides of a and b (transposed views cost nothing extra)
+and zero-pads the edges, so the micro-kernel always computes a full tile; edge tiles go through
+a small buffer into c, which may be any strided view. Panels of a whose rows are contiguous are
+read in place. b may also be the im2col matrix of an image (or its transpose), packed straight
+from the image (`sgemm_image`), so a convolution needs no column buffer.
 
 Why not numpy's matmul: its BLAS may be pinned to an older kernel by the environment (e.g.
-OPENBLAS_CORETYPE=Haswell on AVX-512 machines, where it then runs at half the machine's rate), and
-it cannot add into its output. The functions here are compiled once for the host CPU (numba's
-on-disk cache keeps them for later processes) and release the GIL, so `pycaffelite.gemm` runs
-parts of one product in several threads.
+OPENBLAS_CORETYPE=Haswell on AVX-512 machines, where it then runs at half the machine's rate), it
+cannot add into its output, and its threads spin between calls. The functions here are compiled
+for the CPU (numba's on-disk cache keeps them for later processes) and release the GIL, so
+`pycaffelite.gemm` runs parts of one product, or several products, in several threads.
 """
 import numpy as np
 from numba import njit, types
@@ -125,12 +127,12 @@ _micro_kernel = _micro_8x32 if (MR, NR) == (8, 32) else _micro_6x16
 
 
 @njit(**_COMPILE)
-def _pack_a(a, start, row_step, col_step, rows, first_panel, k0, kc, packed, packed_start):
+def _pack_a(a, start, row_step, col_step, rows, first_panel, k0, kc, packed):
     """packed[panel, p, i] = a[panel MR + i, k0 + p] for panels from first_panel on, zero past
-    the last row; a is the matrix at flat `start` of `a` with the given element steps, packed
-    starts at flat `packed_start`."""
+    the last row; a is the matrix `start` elements past a's first, with the given element
+    steps."""
     for panel in range(first_panel, (rows + MR - 1) // MR):
-        base = packed_start + panel * kc * MR
+        base = panel * kc * MR
         last = min(MR, rows - panel * MR)
         if last < MR:
             packed[base:base + kc * MR] = 0.0
@@ -150,8 +152,8 @@ def _pack_a(a, start, row_step, col_step, rows, first_panel, k0, kc, packed, pac
 @njit(**_COMPILE)
 def _pack_b(b, start, row_step, col_step, width, k0, kc, packed):
     """packed[q, p, j] = b[k0 + p, q NR + j] for the ceil(width / NR) panels q of a block of
-    `width` (<= NC) columns, zero past the last column; b is the matrix at flat `start` of `b`
-    (at the block's first column) with the given element steps. Reads whole rows of the block
+    `width` (<= NC) columns, zero past the last column; b is the matrix `start` elements past
+    b's first (at the block's first column), with the given element steps. Reads whole rows of the block
     in turn when its columns are contiguous (memory order: the hardware prefetches it)."""
     full = width // NR
     panel_size = kc * NR
@@ -192,10 +194,10 @@ def _tap(k, geometry):
 
 @njit(**_COMPILE)
 def _pack_image_columns(image, start, steps, geometry, k0, kc, first, width, packed):
-    """_pack_b's packing of the im2col matrix of the image at flat `start` (channel, row,
-    column steps = steps[1:]), columns (output pixels) first .. first + width, read straight
+    """_pack_b's packing of the im2col matrix of the image `start` elements past image's first
+    (channel, row, column steps = steps[1:]), columns (output pixels) first .. first + width, read straight
     from the image. geometry = (kernel h, w, stride h, w, dilation h, w, output width, -)."""
-    _, kernel_w, stride_h, stride_w, dilation_h, dilation_w, out_w, _ = geometry
+    stride_h, stride_w, dilation_h, dilation_w, out_w = geometry[2:7]
     full = width // NR
     panel_size = kc * NR
     if width % NR:
@@ -218,8 +220,9 @@ def _pack_image_columns(image, start, steps, geometry, k0, kc, first, width, pac
 @njit(**_COMPILE)
 def _pack_image_rows(image, start, steps, geometry, k0, kc, first, width, packed):
     """_pack_b's packing of the transposed im2col matrix (rows: output pixels k0 .. k0 + kc,
-    columns: im2col rows first .. first + width) of the image at flat `start`."""
-    _, kernel_w, stride_h, stride_w, dilation_h, dilation_w, out_w, _ = geometry
+    columns: im2col rows first .. first + width) of the image `start` elements past image's
+    first."""
+    stride_h, stride_w, dilation_h, dilation_w, out_w = geometry[2:7]
     full = width // NR
     panel_size = kc * NR
     if width % NR:
@@ -274,7 +277,7 @@ def _product(a, a_steps, b, b_steps, b_kind, geometry, c, c_steps, shape, accumu
             add = accumulate or k0 > 0 or (item > 0 and c_steps[0] == 0)
             # panels of a with unit steps along k are read in place, any others are packed
             in_place = rows // MR if a_steps[2] == 1 else 0
-            _pack_a(a, a_item, a_steps[1], a_steps[2], rows, in_place, k0, kc, a_packed, 0)
+            _pack_a(a, a_item, a_steps[1], a_steps[2], rows, in_place, k0, kc, a_packed)
             for block in range(0, columns, NC):
                 block_width = min(NC, columns - block)
                 if b_kind == MATRIX:
