@@ -8,7 +8,9 @@ offset, each taking and releasing it, which stalls threads running side by side)
 """
 from numba import njit
 
-_COMPILE = dict(nogil=True, cache=True, error_model="numpy")
+from . import CACHE
+
+_COMPILE = dict(nogil=True, cache=CACHE, error_model="numpy")
 
 
 @njit(**_COMPILE)

@@ -11,7 +11,9 @@ directly (a view made in the inner loops costs a reference count update each).
 import numpy as np
 from numba import njit
 
-_COMPILE = dict(nogil=True, cache=True, error_model="numpy")
+from . import CACHE
+
+_COMPILE = dict(nogil=True, cache=CACHE, error_model="numpy")
 
 FLT_MAX = np.float32(np.finfo(np.float32).max)
 

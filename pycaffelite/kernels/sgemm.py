@@ -20,6 +20,7 @@ for the CPU (numba's on-disk cache keeps them for later processes) and release t
 import numpy as np
 from numba import njit, types
 
+from . import CACHE
 from .simd import LANES, load, store, vadd, vfma, vload, vstore, vzero, wide_vectors
 
 # The micro-tile: MR rows by NR columns of c held in registers. With AVX-512 (32 vector
@@ -30,7 +31,7 @@ KC = 256  # shared dimension per packed block: an 8 KB panel of a
 NC = 256  # columns of b packed at a time: 8 panels, 256 KB
 
 _FLAT = types.Array(types.float32, 1, "C")
-_COMPILE = dict(nogil=True, cache=True, fastmath=True, error_model="numpy")
+_COMPILE = dict(nogil=True, cache=CACHE, fastmath=True, error_model="numpy")
 
 
 @njit(inline="always", **_COMPILE)
