@@ -528,9 +528,11 @@ class _ConvolutionBase(Layer):
     def _add_weight_gradient(self, image, side):
         """dW += side (N, Co, P) . col(image (N, Ci, *S))^T, summed over the images.
 
-        Computed transposed, as col . side^T per shift into (shifts, G, rows, Co/G): BLAS runs
-        this long-and-thin product markedly faster than side . col^T (measured 1.6x). With images
-        outermost, per image instead (`_add_outer_weight_gradient`)."""
+        With images innermost, computed transposed, as col . side^T per shift into (shifts, G,
+        rows, Co/G) (this long-and-thin product measured 1.6x faster than side . col^T with
+        numpy's BLAS); with images outermost, per image into (G, Co/G, rows)
+        (`_add_outer_weight_gradient`). Each run of chunks sums into its thread's buffer; the
+        runs' sums are added to the gradient at the end."""
         def run(chunks):
             total = self._buffer("shifted_dw")
             total[...] = 0
