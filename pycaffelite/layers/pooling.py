@@ -135,9 +135,9 @@ class Pooler:
     one strided slice of a padded copy of the input).
 
     On the CPU, MAX and AVE run the compiled loops of `pycaffelite.kernels.pooling` instead:
-    Caffe's order of sums, and measured on CIFAR10-quick and CaffeNet about as fast forward
-    (0.7-1.1x the passes' time per layer) and faster backward (MAX 1.6-1.8x), a net gain of
-    about 1 ms per training step on each. The array-module passes above are the device (cupy)
+    Caffe's order of sums; measured on CIFAR10-quick's and CaffeNet's pools, the forward takes
+    0.9-1.5x the passes' time (slower on the mid-sized ones), the MAX backward 0.55-0.6x, a net
+    gain of 0.5-0.8 ms per training step. The array-module passes above are the device (cupy)
     path, tested on the CPU with `compiled` switched off.
     """
 
