@@ -80,8 +80,7 @@ def matmul_sum(a, b, out, accumulate=False):
         if not accumulate:
             out[...] = 0
         return out
-    summed = np.lib.stride_tricks.as_strided(out, (items,) + out.shape, (0,) + out.strides)
-    _run_threaded(a, b, summed, accumulate)
+    _run_threaded(a, b, _summed(out, items), accumulate)
     return out
 
 
@@ -92,13 +91,13 @@ def image_matmul(weights, images, geometry, out, accumulate=False):
     out is (T, M, P). Split over threads by images outside a `parallel` task."""
     sgemm = _sgemm_module()
     out_w = _check_image_product(images, geometry, weights.shape[1], out.shape[2])
-    full_geometry = tuple(geometry) + (out_w, 0)
+    full_geometry = tuple(geometry) + (out_w,)
     a = np.broadcast_to(weights, (images.shape[0],) + weights.shape)
 
     def run(lo, hi):
         _run_serial(a[lo:hi], images[lo:hi], out[lo:hi], accumulate,
                     sgemm.IMAGE_COLUMNS, full_geometry)
-    _over_items(images.shape[0], run)
+    parallel.over_ranges(images.shape[0], run)
     return out
 
 
@@ -108,13 +107,13 @@ def image_weight_gradient(side, images, geometry, out, accumulate=True):
     Split over threads by rows of out outside a `parallel` task."""
     sgemm = _sgemm_module()
     out_w = _check_image_product(images, geometry, out.shape[1], side.shape[2])
-    full_geometry = tuple(geometry) + (out_w, 0)
-    summed = np.lib.stride_tricks.as_strided(out, (images.shape[0],) + out.shape, (0,) + out.strides)
+    full_geometry = tuple(geometry) + (out_w,)
+    summed = _summed(out, images.shape[0])
 
     def run(lo, hi):
         _run_serial(side[:, lo:hi], images, summed[:, lo:hi], accumulate, sgemm.IMAGE_ROWS,
                     full_geometry)
-    _over_items(out.shape[0], run, sgemm.MR)
+    parallel.over_ranges(out.shape[0], run, sgemm.MR)
     return out
 
 
@@ -132,13 +131,9 @@ def _check_image_product(images, geometry, depth, pixels):
     return out_w
 
 
-def _over_items(count, run, unit=1):
-    """run(lo, hi) over the whole range, in parts side by side unless inside a task."""
-    if parallel.in_task() or count < 2 * unit:
-        run(0, count)
-        return
-    parallel.run_parallel([functools.partial(run, lo, hi)
-                           for lo, hi in parallel.ranges(count, parallel.num_threads(), unit)])
+def _summed(out, items):
+    """out (M, N) seen as `items` products all adding into it: a batch with stride 0."""
+    return np.lib.stride_tricks.as_strided(out, (items,) + out.shape, (0,) + out.strides)
 
 
 def row_sums(x, out):

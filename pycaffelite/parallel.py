@@ -69,17 +69,19 @@ def ranges(total, parts, unit=1):
     return [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
 
 
-def over_ranges(total, work):
-    """work(lo, hi) over near-equal ranges covering range(total), one per thread, side by side."""
-    parts = min(total, num_threads())
-    return run_parallel([functools.partial(work, lo, hi) for lo, hi in ranges(total, max(parts, 1))])
+def over_ranges(total, work, unit=1):
+    """work(lo, hi) over near-equal ranges covering range(total), cut at multiples of `unit`,
+    one per thread side by side (one range inside a task); the results, in order."""
+    parts = 1 if in_task() else min(-(-total // unit), num_threads())
+    return run_parallel([functools.partial(work, lo, hi)
+                         for lo, hi in ranges(total, max(parts, 1), unit)])
 
 
 def run_parallel(tasks):
     """Run the callables side by side (the caller runs the first); their results, in order.
     An exception in any task is raised here once all have ended."""
     global _pool
-    if len(tasks) == 1 or in_task():
+    if len(tasks) <= 1 or in_task():
         return [task() for task in tasks]
     if _pool is None:
         _pool = ThreadPoolExecutor(max(1, num_threads() - 1), thread_name_prefix="pcl-worker")

@@ -150,6 +150,15 @@ def _pack_a(a, start, row_step, col_step, rows, first_panel, k0, kc, packed):
                     packed[base + p * MR + i] = load(a, source + p * col_step)
 
 
+@njit(inline="always", **_COMPILE)
+def _zero_last_panel(packed, width, panel_size):
+    """Zero the panel of a packed block of `width` columns that they fill only partly (the
+    micro-kernel computes whole panels)."""
+    full = width // NR
+    if width % NR:
+        packed[full * panel_size:(full + 1) * panel_size] = 0.0
+
+
 @njit(**_COMPILE)
 def _pack_b(b, start, row_step, col_step, width, k0, kc, packed):
     """packed[q, p, j] = b[k0 + p, q NR + j] for the ceil(width / NR) panels q of a block of
@@ -158,8 +167,7 @@ def _pack_b(b, start, row_step, col_step, width, k0, kc, packed):
     in turn when its columns are contiguous (memory order: the hardware prefetches it)."""
     full = width // NR
     panel_size = kc * NR
-    if width % NR:
-        packed[full * panel_size:(full + 1) * panel_size] = 0.0
+    _zero_last_panel(packed, width, panel_size)
     if col_step == 1:
         for p in range(kc):
             source = start + (k0 + p) * row_step
@@ -185,30 +193,30 @@ MATRIX, IMAGE_COLUMNS, IMAGE_ROWS = 0, 1, 2  # what b is: see sgemm and sgemm_im
 
 
 @njit(**_COMPILE)
-def _tap(k, geometry):
-    """Row k of an image's im2col matrix as (channel, kernel row, kernel column)."""
-    taps = geometry[0] * geometry[1]
+def _tap_source(start, steps, geometry, k, pixel):
+    """Where row k of an image's im2col matrix (channel, kernel row i, kernel column j) reads
+    output pixel `pixel`: (offset from the image's first element, the pixel's column). The
+    image is `start` elements past the array's first, with (-, channel, row, column) steps."""
+    kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, out_w = geometry
+    taps = kernel_h * kernel_w
     channel = k // taps
-    tap = k - channel * taps
-    return channel, tap // geometry[1], tap % geometry[1]
+    i, j = (k - channel * taps) // kernel_w, (k - channel * taps) % kernel_w
+    row, column = pixel // out_w, pixel % out_w
+    return (start + channel * steps[1] + (row * stride_h + i * dilation_h) * steps[2]
+            + j * dilation_w * steps[3]), column
 
 
 @njit(**_COMPILE)
 def _pack_image_columns(image, start, steps, geometry, k0, kc, first, width, packed):
     """_pack_b's packing of the im2col matrix of the image `start` elements past image's first
-    (channel, row, column steps = steps[1:]), columns (output pixels) first .. first + width, read straight
-    from the image. geometry = (kernel h, w, stride h, w, dilation h, w, output width, -)."""
-    stride_h, stride_w, dilation_h, dilation_w, out_w = geometry[2:7]
-    full = width // NR
+    (channel, row, column steps = steps[1:]), columns (output pixels) first .. first + width,
+    read straight from the image. geometry = (kernel h, w, stride h, w, dilation h, w, output
+    width)."""
+    stride_h, stride_w, out_w = geometry[2], geometry[3], geometry[6]
     panel_size = kc * NR
-    if width % NR:
-        packed[full * panel_size:(full + 1) * panel_size] = 0.0
-    first_row, first_column = first // out_w, first % out_w
+    _zero_last_panel(packed, width, panel_size)
     for p in range(kc):
-        channel, i, j = _tap(k0 + p, geometry)
-        source = (start + channel * steps[1] + (first_row * stride_h + i * dilation_h) * steps[2]
-                  + j * dilation_w * steps[3])
-        column = first_column
+        source, column = _tap_source(start, steps, geometry, k0 + p, first)
         for q in range(width):
             packed[q // NR * panel_size + p * NR + q % NR] = \
                 load(image, source + column * stride_w * steps[3])
@@ -223,18 +231,12 @@ def _pack_image_rows(image, start, steps, geometry, k0, kc, first, width, packed
     """_pack_b's packing of the transposed im2col matrix (rows: output pixels k0 .. k0 + kc,
     columns: im2col rows first .. first + width) of the image `start` elements past image's
     first."""
-    stride_h, stride_w, dilation_h, dilation_w, out_w = geometry[2:7]
-    full = width // NR
+    stride_h, stride_w, out_w = geometry[2], geometry[3], geometry[6]
     panel_size = kc * NR
-    if width % NR:
-        packed[full * panel_size:(full + 1) * panel_size] = 0.0
-    first_row, first_column = k0 // out_w, k0 % out_w
+    _zero_last_panel(packed, width, panel_size)
     for q in range(width):
-        channel, i, j = _tap(first + q, geometry)
-        source = (start + channel * steps[1] + (first_row * stride_h + i * dilation_h) * steps[2]
-                  + j * dilation_w * steps[3])
+        source, column = _tap_source(start, steps, geometry, first + q, k0)
         target = q // NR * panel_size + q % NR
-        column = first_column
         for p in range(kc):
             packed[target + p * NR] = load(image, source + column * stride_w * steps[3])
             column += 1
@@ -248,7 +250,7 @@ _BATCH_IN = types.Array(types.float32, 3, "A", readonly=True)
 _IMAGES_IN = types.Array(types.float32, 4, "A", readonly=True)
 _STEPS = types.UniTuple(types.intp, 3)
 _IMAGE_STEPS = types.UniTuple(types.intp, 4)
-_GEOMETRY = types.UniTuple(types.intp, 8)
+_GEOMETRY = types.UniTuple(types.intp, 7)
 _SHAPE = types.UniTuple(types.intp, 4)
 
 
@@ -285,11 +287,11 @@ def _product(a, a_steps, b, b_steps, b_kind, geometry, c, c_steps, shape, accumu
                     _pack_b(b, b_item + block * b_steps[2], b_steps[1], b_steps[2], block_width,
                             k0, kc, b_packed)
                 elif b_kind == IMAGE_COLUMNS:
-                    _pack_image_columns(b, b_item, b_steps, geometry, k0, kc, geometry[7] + block,
-                                        block_width, b_packed)
+                    _pack_image_columns(b, b_item, b_steps, geometry, k0, kc, block, block_width,
+                                        b_packed)
                 else:
-                    _pack_image_rows(b, b_item, b_steps, geometry, k0, kc, geometry[7] + block,
-                                     block_width, b_packed)
+                    _pack_image_rows(b, b_item, b_steps, geometry, k0, kc, block, block_width,
+                                     b_packed)
                 for j0 in range(block, block + block_width, NR):
                     width = min(NR, columns - j0)
                     b_first = (j0 - block) * kc
@@ -332,7 +334,7 @@ def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, a_packed, b_pac
     Runs in the calling thread, without the GIL: callers split large products into parts and
     run them side by side."""
     _product(a, a_steps, b, (b_steps[0], b_steps[1], b_steps[2], 0), MATRIX,
-             (0, 0, 0, 0, 0, 0, 0, 0), c, c_steps, shape, accumulate, a_packed, b_packed, tile)
+             (0, 0, 0, 0, 0, 0, 0), c, c_steps, shape, accumulate, a_packed, b_packed, tile)
 
 
 @njit(types.void(_BATCH_IN, _STEPS, _IMAGES_IN, _IMAGE_STEPS, types.intp, _GEOMETRY, _BATCH,
@@ -342,7 +344,7 @@ def sgemm_image(a, a_steps, images, image_steps, kind, geometry, c, c_steps, sha
     """`sgemm` with b[t] the im2col matrix of images[t] (C, Hp, Wp) (kind IMAGE_COLUMNS: rows
     (channel, kernel row, kernel column), columns output pixels) or its transpose (IMAGE_ROWS),
     read from the image while packing (no im2col buffer). geometry = (kernel h, w, stride h, w,
-    dilation h, w, output width, b's first column in that matrix); image_steps are the images'
+    dilation h, w, output width); image_steps are the images'
     (batch, channel, row, column) strides in elements. The caller checks that every pixel read
     lies in the image."""
     _product(a, a_steps, images, image_steps, kind, geometry, c, c_steps, shape, accumulate,

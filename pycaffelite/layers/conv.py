@@ -269,9 +269,9 @@ class _ConvolutionBase(Layer):
         self._buffer_sets = {}
         self._buffer("col")  # the calling thread's set now, at reshape time
 
-    def _buffer(self, name):
-        """The calling thread's buffer `name`: every thread that runs chunks (`_run_chunks`)
-        has a set of its own, made on its first use."""
+    def _buffer_set(self):
+        """The calling thread's buffers: every thread that runs chunks (`_run_chunks`) has a
+        set of its own, made on its first use."""
         buffers = self._buffer_sets.get(threading.get_ident())
         if buffers is None or buffers["xp"] is not self.xp:
             xp = self.xp
@@ -280,7 +280,10 @@ class _ConvolutionBase(Layer):
             buffers["xp"] = xp
             buffers["zero_border_images"] = None  # the n pad_in's zero border is laid out for
             self._buffer_sets[threading.get_ident()] = buffers
-        return buffers[name]
+        return buffers
+
+    def _buffer(self, name):
+        return self._buffer_set()[name]
 
     def _run_chunks(self, work):
         """work(chunks) for runs of the chunks (n0, n): one run per thread, side by side
@@ -337,9 +340,10 @@ class _ConvolutionBase(Layer):
         shape = (self.ci,) + self.padded_shape + (n,) if self.images_inner \
             else (self.ci, n) + self.padded_shape
         physical = flat[:int(np.prod(shape, dtype=np.int64))].reshape(shape)
-        if name == "pad_in" and self._buffer("zero_border_images") != n:
+        buffers = self._buffer_set()
+        if name == "pad_in" and buffers["zero_border_images"] != n:
             physical[...] = 0
-            self._buffer_sets[threading.get_ident()]["zero_border_images"] = n
+            buffers["zero_border_images"] = n
         return physical if self.images_inner else self.xp.moveaxis(physical, 1, -1)
 
     def _column_buffer(self, n):

@@ -65,3 +65,17 @@ def test_nested_calls_run_in_the_task_thread(two_threads):
 def test_a_single_task_is_not_confined(two_threads):
     """One task has the threads to itself: work inside it may still spread."""
     assert parallel.run_parallel([parallel.in_task]) == [False]
+
+
+def test_nothing_to_split_runs_nothing(two_threads):
+    """An empty range (e.g. a batch of no images) gives no tasks, and no tasks give nothing."""
+    calls = []
+    assert parallel.over_ranges(0, lambda lo, hi: calls.append((lo, hi))) == []
+    assert parallel.run_parallel([]) == [] and calls == []
+
+
+def test_ranges_follow_the_unit_and_stay_in_a_task(two_threads):
+    assert parallel.over_ranges(20, lambda lo, hi: (lo, hi), unit=8) == [(0, 8), (8, 20)]
+    assert parallel.over_ranges(5, lambda lo, hi: (lo, hi), unit=8) == [(0, 5)]
+    inside = parallel.run_parallel([lambda: parallel.over_ranges(20, lambda lo, hi: (lo, hi))] * 2)
+    assert inside == [[(0, 20)], [(0, 20)]]
