@@ -77,6 +77,9 @@ class _State:
     device = None
     rng = np.random.default_rng()
     seed = None
+    solver_count = 1
+    solver_rank = 0
+    multiprocess = False
 
 
 def mode():
@@ -136,6 +139,39 @@ def set_random_seed(seed):
 def rng():
     """The global numpy Generator (host-side randomness)."""
     return _State.rng
+
+
+# -- the solvers training side by side (Caffe's solver_count / solver_rank) -----------------------
+# One process trains one solver today; these hold what pycaffe scripts set and read, and what
+# data-parallel training will use to split the records between the solvers.
+
+def solver_count():
+    return _State.solver_count
+
+
+def set_solver_count(count):
+    if int(count) < 1:
+        raise PclError(f"solver count must be at least 1, got {count}")
+    _State.solver_count = int(count)
+
+
+def solver_rank():
+    return _State.solver_rank
+
+
+def set_solver_rank(rank):
+    if not 0 <= int(rank) < _State.solver_count:
+        raise PclError(f"solver rank must be in [0, {_State.solver_count - 1}] (the solver count "
+                       f"is {_State.solver_count}), got {rank}")
+    _State.solver_rank = int(rank)
+
+
+def multiprocess():
+    return _State.multiprocess
+
+
+def set_multiprocess(value):
+    _State.multiprocess = bool(value)
 
 
 def device_query():

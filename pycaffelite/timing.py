@@ -161,3 +161,37 @@ def table(result):
     rows.append(f"{'pass (with overhead)':<{name_width + type_width + 2}}  {result.forward_ms:>11.3f}  "
                 f"{result.backward_ms:>11.3f}  {result.forward_backward_ms:>10.3f}")
     return "\n".join(rows)
+
+
+class Timer:
+    """pycaffe's `caffe.Timer`: `start()`, `stop()`, and `ms`, the milliseconds between the last
+    start and stop (or until now while it runs). In GPU mode the device is synchronised at each
+    reading, so queued device work is counted."""
+
+    def __init__(self):
+        self._started = None
+        self._elapsed = 0.0
+
+    def start(self):
+        device.synchronize()
+        self._started = time.perf_counter()
+
+    def stop(self):
+        if self._started is not None:
+            device.synchronize()
+            self._elapsed = time.perf_counter() - self._started
+            self._started = None
+
+    @property
+    def running(self):
+        return self._started is not None
+
+    @property
+    def ms(self):
+        if self._started is not None:
+            self.stop()
+        return self._elapsed * 1000.0
+
+    @property
+    def seconds(self):
+        return self.ms / 1000.0

@@ -127,6 +127,26 @@ def configure_logging(stream=None, level=logging.INFO):
     return _handler
 
 
+# glog's severities by number (GLOG_minloglevel, pycaffe's init_log levels).
+GLOG_LEVELS = (logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+
+
+def init_log(level=0, stderr=True):
+    """pycaffe's `caffe.init_log([level[, stderr]])`: print pycaffelite's log lines of glog
+    severity `level` (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL) and above on stderr with glog's
+    prefix; `stderr=False` keeps them off the terminal (they still reach other handlers)."""
+    if not 0 <= int(level) < len(GLOG_LEVELS):
+        raise ValueError(f"log level must be 0 (INFO) to 3 (FATAL), got {level}")
+    handler = configure_logging(level=GLOG_LEVELS[int(level)])
+    if not stderr:
+        logging.getLogger(LOGGER_NAME).removeHandler(handler)
+
+
+def log(message):
+    """pycaffe's `caffe.log(message)`: one INFO line in pycaffelite's log."""
+    logging.getLogger(LOGGER_NAME).info("%s", message)
+
+
 def progress_wanted(enabled, stream=None):
     """A bar only when asked for and the stream is a terminal."""
     stream = stream if stream is not None else sys.stderr
