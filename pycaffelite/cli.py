@@ -3,7 +3,8 @@
 Each module there defines one click command named `command`; it is added to the group under its
 own name. Caffe's single-dash long flags (`-solver x`, `-gpu=0`) are accepted by rewriting them to
 the double-dash form before click parses them. A PclError (user mistake) ends in one message on
-stderr and exit status 1, never a traceback.
+stderr and exit status 1, never a traceback; so does an exception raised in the user's own Python
+layer code, which carries a description of where it happened.
 """
 import importlib
 import pkgutil
@@ -13,7 +14,7 @@ import sys
 import click
 
 from . import commands
-from .errors import PclError
+from .errors import USER_CODE_ATTRIBUTE, PclError
 
 _SINGLE_DASH_LONG_FLAG = re.compile(r"^-([a-z][a-z0-9_]+)(=.*)?$")
 
@@ -44,6 +45,14 @@ def main(argv=None):
         pcl.main(args=args, prog_name="pcl", standalone_mode=False)
     except PclError as exc:
         click.echo(f"pcl: error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        # An exception raised by the user's own code (a Python layer) carries a description of
+        # where it happened; anything else is a bug of ours and keeps its traceback.
+        where = getattr(exc, USER_CODE_ATTRIBUTE, None)
+        if where is None:
+            raise
+        click.echo(f"pcl: error: {where}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("pcl: aborted", err=True)

@@ -12,3 +12,9 @@ class PclError(Exception):
 
 class NotSupportedError(PclError):
     """A Caffe feature that pycaffelite deliberately does not implement."""
+
+
+# An exception raised by the user's own code (a Python layer's setup, forward...) is re-raised
+# unchanged, as pycaffe does, with this attribute set to one sentence saying which layer, module
+# and line raised it; the `pcl` command prints that sentence instead of a traceback.
+USER_CODE_ATTRIBUTE = "pcl_user_code_error"
