@@ -13,4 +13,7 @@ from pycaffelite import (NCCL, TEST, TRAIN, AdaDeltaSolver, AdaGradSolver, AdamS
 from pycaffelite import CAFFE_VERSION as __version__
 
 from . import proto
-from .net_spec import NetSpec, layers, params
+from .net_spec import NetSpec, layers, params, to_proto
+from . import io
+from .classifier import Classifier
+from .detector import Detector
