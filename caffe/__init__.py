@@ -14,3 +14,6 @@ from pycaffelite import CAFFE_VERSION as __version__
 
 from . import proto
 from .net_spec import NetSpec, layers, params, to_proto
+from . import io
+from .classifier import Classifier
+from .detector import Detector

@@ -1,0 +1,4 @@
+"""pycaffe's `caffe.classifier` module: `Classifier` (pycaffelite's)."""
+from pycaffelite.classifier import Classifier
+
+__all__ = ["Classifier"]
