@@ -1,4 +1,5 @@
-"""`pcl convert_imageset`: images -> an LMDB of Datum records (Caffe's tools/convert_imageset).
+"""`pcl convert_imageset`: images -> an LMDB or LevelDB of Datum records (Caffe's
+tools/convert_imageset; --backend lmdb, the default, or leveldb).
 
 Two forms:
   pcl convert_imageset ROOTFOLDER/ LISTFILE DB_NAME   LISTFILE lines are "path label", paths under
@@ -21,10 +22,10 @@ import click
 from tqdm import tqdm
 
 from .. import device
-from ..errors import NotSupportedError, PclError
+from ..errors import PclError
+from ..io import db
 from ..io import images as image_io
 from ..io.datum import array_to_datum, encoded_datum
-from ..io.lmdb_io import AtomicWriter
 from ..layers.data import join_root, read_image_list
 from . import log_line
 
@@ -32,7 +33,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".pbm", ".t
 _BOOL_FLAGS = ("gray", "shuffle", "check_size", "encoded")
 _TRUE = ("true", "1", "yes", "t", "y")
 _FALSE = ("false", "0", "no", "f", "n")
-
+_LMDB_MAX_KEY = 511
 
 
 class GflagsBoolCommand(click.Command):
@@ -121,8 +122,9 @@ class RecordMaker:
 
 
 def convert(root, entries, db_name, maker, shuffle=False, check_size=False, echo=log_line,
-            warn=None):
-    """Write the entries' records to a new LMDB; returns (written, skipped paths)."""
+            warn=None, backend=db.LMDB):
+    """Write the entries' records to a new database of `backend`; returns (written, skipped
+    paths)."""
     warn = warn or (lambda message: log_line(f"warning: {message}"))
     entries = list(entries)
     if shuffle:
@@ -133,7 +135,7 @@ def convert(root, entries, db_name, maker, shuffle=False, check_size=False, echo
     data_size = None
     skipped = []
     show_bar = sys.stderr.isatty()
-    with AtomicWriter(db_name) as db, ThreadPoolExecutor(workers) as pool, \
+    with db.AtomicWriter(db_name, backend) as out, ThreadPoolExecutor(workers) as pool, \
             tqdm(total=len(entries), unit=" images", disable=not show_bar, leave=False) as bar:
         for start in range(0, len(entries), chunk):
             part = entries[start:start + chunk]
@@ -151,10 +153,10 @@ def convert(root, entries, db_name, maker, shuffle=False, check_size=False, echo
                                        f"first image gave {data_size}; all images must have one size "
                                        "(--check_size), e.g. set --resize_height and --resize_width")
                 key = f"{line_id:08d}_{entry[0]}".encode()
-                if len(key) > 511:
-                    raise PclError(f'the key for "{entry[0]}" is longer than LMDB allows (511 bytes); '
-                                   "use shorter paths")
-                db.put(key, record)
+                if backend == db.LMDB and len(key) > _LMDB_MAX_KEY:
+                    raise PclError(f'the key for "{entry[0]}" is longer than LMDB allows '
+                                   f"({_LMDB_MAX_KEY} bytes); use shorter paths or --backend leveldb")
+                out.put(key, record)
         if len(skipped) == len(entries):
             raise PclError(f"none of the {len(entries)} images could be read; nothing was written")
     echo(f"Processed {len(entries) - len(skipped)} files.")
@@ -166,7 +168,7 @@ def convert(root, entries, db_name, maker, shuffle=False, check_size=False, echo
 @click.option("--gray/--no-gray", default=False, help="Read images in grayscale (1 channel).")
 @click.option("--shuffle/--no-shuffle", default=False, help="Write the images in random order.")
 @click.option("--backend", default="lmdb", show_default=True,
-              help="Database type; only lmdb is supported.")
+              help="Database type: lmdb or leveldb.")
 @click.option("--resize_width", default=0, show_default=True, type=click.IntRange(min=0),
               help="Resize to this width (with --resize_height).")
 @click.option("--resize_height", default=0, show_default=True, type=click.IntRange(min=0),
@@ -178,14 +180,13 @@ def convert(root, entries, db_name, maker, shuffle=False, check_size=False, echo
 @click.option("--encode_type", default="", help="Encoding to store (png, jpg); default: the file's own.")
 def command(paths, gray, shuffle, backend, resize_width, resize_height, check_size, encoded,
             encode_type):
-    """Convert images to an LMDB of Datum records.
+    """Convert images to an LMDB or LevelDB of Datum records.
 
     \b
     pcl convert_imageset ROOTFOLDER/ LISTFILE DB_NAME
     pcl convert_imageset FOLDER DB_NAME      (one sub-folder per class)
     """
-    if backend.lower() != "lmdb":
-        raise NotSupportedError(f"--backend {backend} is not supported; use --backend lmdb")
+    backend = db.parse_backend(backend)
     started = time.perf_counter()
     if len(paths) == 3:
         root, list_file, db_name = paths
@@ -201,7 +202,8 @@ def command(paths, gray, shuffle, backend, resize_width, resize_height, check_si
         raise PclError(f"expected ROOTFOLDER/ LISTFILE DB_NAME (or FOLDER DB_NAME); got {len(paths)} "
                        "arguments")
     maker = RecordMaker(root, not gray, resize_height, resize_width, encode_type, encoded)
-    written, skipped = convert(root, entries, db_name, maker, shuffle=shuffle, check_size=check_size)
+    written, skipped = convert(root, entries, db_name, maker, shuffle=shuffle, check_size=check_size,
+                               backend=backend)
     if classes is not None:
         labels_file = f"{os.path.normpath(db_name)}_labels.txt"
         with open(labels_file, "w", encoding="utf-8") as handle:

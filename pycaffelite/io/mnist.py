@@ -1,4 +1,5 @@
-"""MNIST's IDX files -> an LMDB of Datum records, as Caffe's convert_mnist_data writes it.
+"""MNIST's IDX files -> an LMDB or LevelDB of Datum records, as Caffe's convert_mnist_data
+writes them.
 
 IDX: a big-endian header (magic 2051 for images: count, rows, cols; 2049 for labels: count)
 followed by uint8 values. Files may be gzip-compressed (recognised by content, not name). Each
@@ -11,7 +12,7 @@ import numpy as np
 
 from ..errors import PclError
 from ..proto import caffe_pb2
-from .lmdb_io import AtomicWriter
+from . import db
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -47,8 +48,9 @@ def read_idx(path, magic):
     return payload[:int(np.prod(shape))].reshape(shape)
 
 
-def convert_mnist(images_path, labels_path, db_path, progress=None):
-    """Write the digits of an IDX image/label file pair to a new LMDB at `db_path`; returns the count.
+def convert_mnist(images_path, labels_path, db_path, progress=None, backend=db.LMDB):
+    """Write the digits of an IDX image/label file pair to a new database of `backend` ("lmdb" or
+    "leveldb") at `db_path`; returns (count, rows, cols).
 
     `progress(n)` is called as records are written, when given."""
     images = read_idx(images_path, IMAGES_MAGIC)
@@ -58,11 +60,11 @@ def convert_mnist(images_path, labels_path, db_path, progress=None):
                        f"{len(labels)} labels; give matching files")
     rows, cols = images.shape[1:]
     datum = caffe_pb2.Datum(channels=1, height=rows, width=cols)
-    with AtomicWriter(db_path) as db:
+    with db.AtomicWriter(db_path, backend) as out:
         for index, (image, label) in enumerate(zip(images, labels)):
             datum.data = image.tobytes()
             datum.label = int(label)
-            db.put(b"%08d" % index, datum.SerializeToString())
+            out.put(b"%08d" % index, datum.SerializeToString())
             if progress is not None and (index + 1) % 1000 == 0:
                 progress(1000)
     if progress is not None:

@@ -1,5 +1,5 @@
-"""Input layers that read images: Data (LMDB of Datum records), ImageData (a list of image files),
-MemoryData (arrays handed over from Python); WindowData is recognised and refused.
+"""Input layers that read images: Data (an LMDB or LevelDB of Datum records), ImageData (a list of
+image files), MemoryData (arrays handed over from Python); WindowData is recognised and refused.
 
 Data and ImageData decode and transform (transform_param, see io/transformer.py) in a background
 thread several batches ahead of the net (data_param.prefetch, default 4), decoding the images of a
@@ -13,9 +13,9 @@ import numpy as np
 
 from .. import device
 from ..errors import NotSupportedError, PclError
+from ..io import db
 from ..io import images as image_io
 from ..io.datum import parse_datum
-from ..io.lmdb_io import RecordReader
 from ..io.transformer import DataTransformer
 from ..proto import caffe_pb2
 from . import register
@@ -104,8 +104,8 @@ class PrefetchingDataLayer(Layer):
         pass
 
 
-class _LMDBSource:
-    """Reads `batch_size` Datum records at a time from an LMDB, wrapping around."""
+class _DatumSource:
+    """Reads `batch_size` Datum records at a time from a database reader, wrapping around."""
 
     def __init__(self, reader, transformer, batch_size, with_label):
         self.reader = reader
@@ -139,28 +139,27 @@ class _LMDBSource:
 
 @register("Data")
 class DataLayer(PrefetchingDataLayer):
-    """Batches of Datum records from an LMDB (data_param.source), in key order, wrapping around.
+    """Batches of Datum records from an LMDB or a LevelDB (data_param.source), in key order,
+    wrapping around.
 
     Tops: data (batch_size x C x H x W after transform_param; C, H, W from the first record of each
     batch) and optionally label (batch_size). `rand_skip` skips a random 0..rand_skip-1 records at
-    the start. backend must be LMDB (LevelDB is not supported).
+    the start. `backend` defaults to LEVELDB, as in Caffe; a database of the other kind at `source`
+    is read as what it is, with a warning saying which backend to write.
     """
 
     def setup(self, bottom, top):
         param = self.param.data_param
-        if param.HasField("backend") and param.backend == caffe_pb2.DataParameter.LEVELDB:
-            raise NotSupportedError(f'layer "{self.name}" (Data): backend LEVELDB is not supported; '
-                                    "convert the data to LMDB and set backend: LMDB")
         if param.batch_size <= 0:
             raise self.error(f"data_param.batch_size must be positive; found {param.batch_size}")
         if not param.source:
-            raise self.error("data_param.source is empty; give the LMDB folder to read")
+            raise self.error("data_param.source is empty; give the database folder to read")
         transformer = self.make_transformer()
         try:
-            reader = RecordReader(param.source)
+            reader = db.open_reader(param.source, self.backend(param))
         except PclError as exc:
             raise self.error(str(exc)) from None
-        source = _LMDBSource(reader, transformer, param.batch_size, len(top) > 1)
+        source = _DatumSource(reader, transformer, param.batch_size, len(top) > 1)
         try:
             if param.rand_skip:
                 skip = int(device.rng().integers(param.rand_skip))
@@ -174,6 +173,20 @@ class DataLayer(PrefetchingDataLayer):
             reader.close()
             raise self.error(str(exc)) from None
         self.start_prefetch(source, top, shape, param.prefetch)
+
+    def backend(self, param):
+        """The backend to read data_param.source with: the one named (LEVELDB when none is, as in
+        Caffe), or the one found there, with a warning, when they differ."""
+        named = db.LMDB if param.backend == caffe_pb2.DataParameter.LMDB else db.LEVELDB
+        found = db.resolve(param.source, named)
+        if found != named:
+            said = (f"says backend: {named.upper()}" if param.HasField("backend") else
+                    "names no backend (Caffe then reads LEVELDB)")
+            log.warning('layer "%s" (Data): "%s" is %s database but data_param %s; reading it as '
+                        "%s: write backend: %s in data_param", self.name, param.source,
+                        db.WITH_ARTICLE[found], said,
+                        db.DISPLAY_NAMES[found], found.upper())
+        return found
 
 
 class _ImageListSource:
@@ -350,6 +363,7 @@ class MemoryDataLayer(Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
+
 
 
 @register("WindowData")

@@ -7,14 +7,14 @@ import pytest
 
 from pycaffelite.cli import main
 from pycaffelite.commands import convert_imageset as tool
-from pycaffelite.io import lmdb_io
+from pycaffelite.io import db
 from pycaffelite.io.datum import datum_to_array, parse_datum
 
 FILES = Path(__file__).resolve().parent.parent / "data" / "files"
 
 
 def records(path):
-    return list(lmdb_io.iterate(path))
+    return list(db.iterate(path, db.detect(path)))
 
 
 def run(capsys, *args):
@@ -76,7 +76,8 @@ def test_existing_database_and_bad_arguments(tmp_path, capsys):
     (tmp_path / "db").mkdir()
     (tmp_path / "list.txt").write_text("x.jpg 0\n")
     assert "already exists" in run(capsys, f"{tmp_path}/", tmp_path / "list.txt", tmp_path / "db").err
-    assert "not supported" in run(capsys, "--backend=leveldb", "a/", "b", "c").err
+    assert "--backend must be lmdb or leveldb; found 'rocksdb'" in run(
+        capsys, "--backend=rocksdb", "a/", "b", "c").err
     assert "expected ROOTFOLDER/ LISTFILE DB_NAME" in run(capsys, "a", "b", "c", "d").err
     assert "none of the 1 images" in run(capsys, f"{tmp_path}/", tmp_path / "list.txt",
                                          tmp_path / "db2").err
@@ -108,3 +109,30 @@ def test_gray_png_kept_as_file_only_when_it_matches(tmp_path, capsys, monkeypatc
     assert parse_datum(png).data == (FILES / "images" / "cat" / "cat_1.png").read_bytes()
     assert parse_datum(jpg).data == (FILES / "images" / "cat" / "cat_0.jpg").read_bytes()
     assert parse_datum(jpg).encoded and png_key.endswith(b"png") and jpg_key.endswith(b"jpg")
+
+
+def test_leveldb_holds_the_same_records_as_the_lmdb(tmp_path, capsys, monkeypatch):
+    """Same keys and Datum bytes, whichever backend; Caffe's own LMDB is the reference."""
+    monkeypatch.chdir(FILES)
+    run(capsys, "--backend", "leveldb", "-resize_width=32", "-resize_height=32", "images/",
+        "images/list.txt", tmp_path / "db")
+    assert db.detect(tmp_path / "db") == db.LEVELDB
+    assert records(tmp_path / "db") == records(FILES / "lmdb_rgb" / "db")
+    assert [p.name for p in tmp_path.iterdir()] == ["db"]
+
+
+def test_interrupted_leveldb_conversion_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(FILES)
+    real = tool.RecordMaker("images/", True, 8, 8, "", False)
+    calls = []
+
+    def interrupted(entry):
+        calls.append(1)
+        if len(calls) == 1500:
+            raise KeyboardInterrupt
+        return real(entry)
+
+    with pytest.raises(KeyboardInterrupt):
+        tool.convert("images/", [("cat/cat_0.jpg", 0)] * 2000, tmp_path / "db", interrupted,
+                     echo=lambda _: None, backend=db.LEVELDB)
+    assert os.listdir(tmp_path) == []

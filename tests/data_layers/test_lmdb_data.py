@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from layer_testing import empty_tops, make_layer
-from pycaffelite.errors import NotSupportedError, PclError
+from pycaffelite.errors import PclError
 from pycaffelite.io.datum import array_to_datum, encoded_datum
-from pycaffelite.io.lmdb_io import AtomicWriter
+from pycaffelite.io.db import AtomicWriter
 from pycaffelite.proto import caffe_pb2
 
 FILES = Path(__file__).resolve().parent.parent / "data" / "files"
@@ -103,12 +103,6 @@ def test_two_layers_on_one_database():
 def test_no_backward():
     layer, top = data_layer(FILES / "mnist_lmdb" / "db", 1)
     layer.backward(top, [], [])  # no bottoms, nothing to do
-
-
-def test_leveldb_is_not_supported():
-    with pytest.raises(NotSupportedError, match="LEVELDB is not supported"):
-        make_layer('type: "Data" top: "data" data_param { source: "x" batch_size: 1 backend: LEVELDB }'
-                   ).initialize([], empty_tops(1))
 
 
 def test_missing_and_empty_sources(tmp_path):

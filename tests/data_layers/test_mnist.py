@@ -8,7 +8,7 @@ import pytest
 
 from pycaffelite.cli import main
 from pycaffelite.errors import PclError
-from pycaffelite.io import lmdb_io
+from pycaffelite.io import db
 from pycaffelite.io.mnist import convert_mnist
 
 FILES = Path(__file__).resolve().parent.parent / "data" / "files"
@@ -30,7 +30,7 @@ def idx_files(folder, compress, count=100, label_count=None):
 
 
 def records(path):
-    return list(lmdb_io.iterate(path))
+    return list(db.iterate(path, db.detect(path)))
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -81,7 +81,7 @@ def test_missing_database_is_made_from_its_recipe(tmp_path, monkeypatch):
 
 
 def test_bad_recipe(tmp_path):
-    from pycaffelite.io.lmdb_io import create_from_recipe
+    from pycaffelite.io.db import create_from_recipe
 
     (tmp_path / "x_lmdb.recipe").write_text("rm -rf /\n")
     with pytest.raises(PclError, match="a recipe must be one of the commands"):
