@@ -16,7 +16,7 @@ from pycaffelite.proto import caffe_pb2
 
 REF = pathlib.Path(__file__).parent / "data" / "caffe_ref" / "layers"
 CASES = ["lenet", "lenet_v1", "conv_pool_edges", "deconv_crop", "neurons", "norm", "structure",
-         "losses", "dropout_train"]
+         "losses", "recurrent", "dropout_train"]
 FORWARD_TOL = dict(rtol=1e-4, atol=1e-5)
 GRAD_TOL = dict(rtol=1e-3, atol=1e-4)
 

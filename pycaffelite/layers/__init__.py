@@ -40,9 +40,6 @@ def registered_types():
 
 # Caffe layer types that pycaffelite does not implement (yet), with what to do instead.
 NOT_SUPPORTED = {
-    "RNN": "recurrent layers are not implemented yet",
-    "LSTM": "recurrent layers are not implemented yet",
-    "LSTMUnit": "recurrent layers are not implemented yet",
     "Python": "Python layers (python_param) are not supported; write the layer as a pycaffelite "
               "Layer subclass registered with @register",
 }
