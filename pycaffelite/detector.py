@@ -78,9 +78,9 @@ class Detector(Net):
             for window in windows:
                 crop = self.crop(image, window)
                 if crop.size == 0:
-                    raise PclError(f"Detector: window {list(window)} of {filename} holds no pixels of "
-                                   f"the {image.shape[0]} x {image.shape[1]} image; windows are "
-                                   "(ymin, xmin, ymax, xmax) inside the image")
+                    raise PclError(f"Detector: window {np.asarray(window).tolist()} of {filename} "
+                                   f"holds no pixels of the {image.shape[0]} x {image.shape[1]} "
+                                   "image; windows are (ymin, xmin, ymax, xmax) inside the image")
                 crops.append(crop)
         if not crops:
             return []
@@ -123,6 +123,10 @@ class Detector(Net):
         self.context_pad = context_pad
         if not context_pad:
             return
+        if 2 * context_pad >= min(self.crop_dims[:2]):
+            raise PclError(f"Detector: context_pad {context_pad} leaves no room for the window in "
+                           f"the net's {self.crop_dims[0]} x {self.crop_dims[1]} input; use a "
+                           f"context_pad below {min(self.crop_dims[:2]) / 2:g}")
         mean = self.transformer.mean.get(in_)
         if mean is None:
             self.crop_mean = np.zeros(self.crop_dims, dtype=np.float32)
