@@ -16,18 +16,31 @@ import logging
 import os
 
 import numpy as np
+from google.protobuf import text_format
 
 from . import net_build
 from .blob import Blob
 from .errors import PclError
 from .io import protoio, upgrade
 from .layers import create_layer
+from .layers.python_layer import describe_user_error
+from .pycaffe_net import PycaffeNet
+from .training_log import fmt
 from .proto import caffe_pb2
 
 log = logging.getLogger("pycaffelite")
 
 TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
+
+# The name Caffe gives a top that a loss layer was given none for.
+AUTOMATIC_TOP_NAME = "(automatic)"
+
+
+def shape_string(shape):
+    """A shape as Caffe's logs print it: `64 20 24 24 (737280)`, `(1)` for a scalar."""
+    count = int(np.prod(shape, dtype=np.int64))
+    return "".join(f"{d} " for d in shape) + f"({count})"
 
 
 def _phase_value(phase):
@@ -39,7 +52,7 @@ def _phase_value(phase):
     return phase
 
 
-class Net:
+class Net(PycaffeNet):
     """A Caffe net. `Net(model, phase, weights=None, level=0, stages=())`; pycaffe's
     `Net(model, weights, phase)` order is accepted too. `model` is a prototxt path or a
     NetParameter; `source` names where a NetParameter came from, for error messages."""
@@ -72,8 +85,14 @@ class Net:
     # -- construction ------------------------------------------------------------------------
     def _init(self, in_param, state):
         self.state = state
+        self._forward_done = False
+        # pycaffe's per-layer hooks: callback(layer index) around each layer's pass.
+        self._before_forward, self._after_forward = [], []
+        self._before_backward, self._after_backward = [], []
         self.phase = state.phase
         filtered = net_build.filter_by_state(in_param, state, self.source)
+        if log.isEnabledFor(logging.INFO):
+            log.info("Initializing net from parameters: \n%s", text_format.MessageToString(filtered))
         self.param = net_build.insert_splits(filtered, self.source)
         self.name = self.param.name
 
@@ -82,7 +101,7 @@ class Net:
         self.bottom_vecs, self.bottom_ids, self.bottom_need_backward = [], [], []
         self.top_vecs, self.top_ids = [], []
         self.blob_list, self.blob_names, self.blob_need_backward = [], [], []
-        self.blob_loss_weights = []
+        self._blob_loss_weights = []
         self.layer_need_backward = []
         self.input_blob_ids = []
         self.param_blobs = []          # every param blob, per layer in order
@@ -96,6 +115,7 @@ class Net:
         self._param_names_index = {}
         blob_name_to_id = {}
         available = set()
+        memory_used = 0
 
         for layer_id, shared_param in enumerate(self.param.layer):
             layer_param = caffe_pb2.LayerParameter()
@@ -106,10 +126,11 @@ class Net:
                 raise PclError(f'{self.source}: layer "{layer_param.name}": propagate_down has '
                                f"{len(layer_param.propagate_down)} values but the layer has "
                                f"{len(layer_param.bottom)} bottoms; give one per bottom")
-            with self._naming_the_file():
+            with self._reporting(None, "creating it"):
                 layer = create_layer(layer_param, phase=self.phase, dtype=self.dtype)
             self.layers.append(layer)
             self.layer_names.append(layer_param.name)
+            log.info("Creating Layer %s", layer_param.name)
             need_backward = False
             bottoms, bottom_ids, bottom_need = [], [], []
             for bottom_index, name in enumerate(layer_param.bottom):
@@ -118,6 +139,7 @@ class Net:
                                    f"not produced by any earlier layer (or is consumed twice in "
                                    f"place); check the name or the layer order")
                 blob_id = blob_name_to_id[name]
+                log.info("%s <- %s", layer_param.name, name)
                 bottoms.append(self.blob_list[blob_id])
                 bottom_ids.append(blob_id)
                 needs = self.blob_need_backward[blob_id]
@@ -131,33 +153,42 @@ class Net:
                 in_place = top_index < len(layer_param.bottom) and layer_param.bottom[top_index] == name
                 if in_place:
                     blob_id = bottom_ids[top_index]
+                    log.info("%s -> %s (in-place)", layer_param.name, name)
                 elif name in blob_name_to_id:
                     raise PclError(f'{self.source}: layer "{layer_param.name}": top "{name}" is '
                                    f"already produced by an earlier layer; give it a new name "
                                    f"(or the same name as bottom {top_index} to run in place)")
                 else:
-                    blob_id = len(self.blob_list)
+                    blob_id = self._append_blob(name, layer_param.name)
                     blob_name_to_id[name] = blob_id
-                    self.blob_list.append(Blob((), dtype=self.dtype))
-                    self.blob_names.append(name)
-                    self.blob_need_backward.append(False)
-                    self.blob_loss_weights.append(0.0)
                     if layer_param.type == "Input":
                         self.input_blob_ids.append(blob_id)
                 tops.append(self.blob_list[blob_id])
                 top_ids.append(blob_id)
                 available.add(name)
+            # A loss layer given no top gets an anonymous one, as Caffe's AutoTopBlobs: its loss
+            # counts, but no other layer can use it and it is not among the net's outputs.
+            for _ in range(len(tops), layer.auto_top_count()):
+                blob_id = self._append_blob(AUTOMATIC_TOP_NAME, layer_param.name)
+                tops.append(self.blob_list[blob_id])
+                top_ids.append(blob_id)
             self.bottom_vecs.append(bottoms)
             self.bottom_ids.append(bottom_ids)
             self.bottom_need_backward.append(bottom_need)
             self.top_vecs.append(tops)
             self.top_ids.append(top_ids)
 
-            with self._naming_the_file():
+            with self._reporting(layer, "setup"):
                 layer.initialize(bottoms, tops)
+            log.info("Setting up %s", layer_param.name)
             for top_index, blob_id in enumerate(top_ids):
-                self.blob_loss_weights[blob_id] = layer.loss_weights[top_index]
-                log.debug("Top shape: %s (%s)", self.blob_list[blob_id].shape, self.blob_names[blob_id])
+                weight = layer.loss_weights[top_index]
+                self._blob_loss_weights[blob_id] = weight
+                log.info("Top shape: %s", shape_string(self.blob_list[blob_id].shape))
+                if weight:
+                    log.info("    with loss weight %s", fmt(weight))
+                memory_used += self.blob_list[blob_id].count
+            log.info("Memory required for data: %d", memory_used * self.dtype.itemsize)
 
             given_specs = len(layer_param.param)
             if given_specs > len(layer.blobs):
@@ -181,20 +212,46 @@ class Net:
             self._force_backward()
         # Blobs nothing consumed are the outputs, in name order as Caffe lists them.
         self.output_blob_ids = [blob_name_to_id[name] for name in sorted(available)]
+        for name in sorted(available):
+            log.info("This network produces output %s", name)
         self._blob_name_to_id = blob_name_to_id
         self._share_weights()
         self._build_views()
+        log.info("Network initialization done.")
+
+    def _append_blob(self, name, layer_name):
+        """A new (empty) blob named `name`, produced by layer `layer_name`; returns its id."""
+        log.info("%s -> %s", layer_name, name)
+        self.blob_list.append(Blob((), dtype=self.dtype))
+        self.blob_names.append(name)
+        self.blob_need_backward.append(False)
+        self._blob_loss_weights.append(0.0)
+        return len(self.blob_list) - 1
 
     @contextlib.contextmanager
-    def _naming_the_file(self):
-        """Prefix a layer's PclError with the net's file, so the message says where to look."""
+    def _reporting(self, layer, stage):
+        """Explain an exception of `layer`'s `stage` (see `_explain`)."""
         try:
             yield
-        except PclError as exc:
+        except Exception as exc:
+            self._explain(exc, layer, stage)
+            raise
+
+    def _explain(self, exc, layer, stage):
+        """Make an exception raised by a layer say where to look: a PclError is raised again
+        prefixed with the net's file; an exception of a Python layer's own code is marked with
+        the layer, module and line (and re-raised unchanged by the caller); one raised by a
+        backward pass before any forward pass becomes a PclError saying so."""
+        if isinstance(exc, PclError):
             message = str(exc)
-            if message.startswith(self.source):
-                raise
-            raise type(exc)(f"{self.source}: {message}") from None
+            if not message.startswith(self.source):
+                raise type(exc)(f"{self.source}: {message}") from None
+        elif getattr(layer, "is_user_code", False):
+            describe_user_error(exc, layer, stage)
+        elif stage == "backward" and not self._forward_done:
+            raise PclError(f'{self.source}: layer "{layer.name}" ({layer.type}): backward() was '
+                           f"called before any forward(); its backward needs the results of its "
+                           f"forward pass: call net.forward() first") from None
 
     def _append_param(self, layer_id, param_index):
         layer = self.layers[layer_id]
@@ -268,8 +325,8 @@ class Net:
                     self.bottom_need_backward[layer_id][bottom_index] = False
                 if not self.bottom_need_backward[layer_id][bottom_index]:
                     blobs_skip_backward.add(name)
-            if not self.layer_need_backward[layer_id]:
-                log.debug("%s does not need backward computation.", self.layer_names[layer_id])
+            log.info("%s %s backward computation.", self.layer_names[layer_id],
+                     "needs" if self.layer_need_backward[layer_id] else "does not need")
 
     def _force_backward(self):
         for layer_id, layer in enumerate(self.layers):
@@ -297,31 +354,40 @@ class Net:
         self.outputs = [self.blob_names[i] for i in self.output_blob_ids]
 
     # -- passes ------------------------------------------------------------------------------
-    def _layer_index(self, name_or_index, default):
-        if name_or_index is None:
-            return default
-        if isinstance(name_or_index, str):
-            if name_or_index not in self.layer_dict:
-                raise PclError(f'net "{self.name}" has no layer "{name_or_index}"')
-            return self.layer_names.index(name_or_index)
-        return int(name_or_index)
-
     def forward_from_to(self, start=0, end=None):
         """Run layers start..end (inclusive); returns the summed weighted loss."""
         end = len(self.layers) - 1 if end is None else end
         loss = 0.0
-        with self._naming_the_file():
+        layer_id = start
+        try:
             for layer_id in range(start, end + 1):
+                for callback in self._before_forward:
+                    callback(layer_id)
                 loss += self.layers[layer_id].forward_loss(self.bottom_vecs[layer_id], self.top_vecs[layer_id])
+                for callback in self._after_forward:
+                    callback(layer_id)
+        except Exception as exc:
+            self._explain(exc, self.layers[layer_id], "forward")
+            raise
+        self._forward_done = True
         return loss
 
     def backward_from_to(self, start=None, end=0):
         """Backward through layers start down to end (inclusive), where backward is needed."""
         start = len(self.layers) - 1 if start is None else start
-        for layer_id in range(start, end - 1, -1):
-            if self.layer_need_backward[layer_id]:
-                self.layers[layer_id].backward(self.top_vecs[layer_id], self.bottom_need_backward[layer_id],
-                                               self.bottom_vecs[layer_id])
+        layer_id = start
+        try:
+            for layer_id in range(start, end - 1, -1):
+                for callback in self._before_backward:
+                    callback(layer_id)
+                if self.layer_need_backward[layer_id]:
+                    self.layers[layer_id].backward(self.top_vecs[layer_id], self.bottom_need_backward[layer_id],
+                                                   self.bottom_vecs[layer_id])
+                for callback in self._after_backward:
+                    callback(layer_id)
+        except Exception as exc:
+            self._explain(exc, self.layers[layer_id], "backward")
+            raise
 
     def forward_backward(self):
         loss = self.forward_from_to()
@@ -335,56 +401,6 @@ class Net:
     def clear_param_diffs(self):
         for blob in self.learnable_params:
             blob.write_diff()[...] = 0
-
-    def forward(self, blobs=None, start=None, end=None, **inputs):
-        """pycaffe's forward: set `inputs` (name=array), run, return {output name: data}."""
-        for name, value in inputs.items():
-            if name not in self.inputs:
-                raise PclError(f'"{name}" is not an input of net "{self.name}"; inputs: {self.inputs}')
-            value = np.asarray(value)
-            if value.shape[:1] != self.blobs[name].shape[:1]:
-                raise PclError(f'input "{name}": first dimension {value.shape[:1]} does not match the '
-                               f"blob's {self.blobs[name].shape[:1]}; reshape the blob first")
-            self.blobs[name].data[...] = value
-        start_id = self._layer_index(start, 0)
-        end_id = self._layer_index(end, len(self.layers) - 1)
-        outputs = [self._first_top_name(end_id)] if end is not None else list(self.outputs)
-        outputs += [b for b in (blobs or []) if b not in outputs]
-        self.forward_from_to(start_id, end_id)
-        return {name: self.blobs[name].data for name in outputs}
-
-    def _first_top_name(self, layer_id):
-        return self.blob_names[self.top_ids[layer_id][0]]
-
-    def backward(self, diffs=None, start=None, end=None, **top_diffs):
-        """pycaffe's backward: set output diffs (name=array), run, return {input name: diff}."""
-        for name, value in top_diffs.items():
-            if name not in self.outputs:
-                raise PclError(f'"{name}" is not an output of net "{self.name}"; outputs: {self.outputs}')
-            self.blobs[name].diff[...] = value
-        start_id = self._layer_index(start, len(self.layers) - 1)
-        end_id = self._layer_index(end, 0)
-        self.backward_from_to(start_id, end_id)
-        names = list(self.inputs) + [d for d in (diffs or []) if d not in self.inputs]
-        return {name: self.blobs[name].diff for name in names}
-
-    # -- pycaffe-style accessors ---------------------------------------------------------------
-    def blob_by_name(self, name):
-        if name not in self.blobs:
-            raise PclError(f'net "{self.name}" has no blob "{name}"')
-        return self.blobs[name]
-
-    def layer_by_name(self, name):
-        if name not in self.layer_dict:
-            raise PclError(f'net "{self.name}" has no layer "{name}"')
-        return self.layer_dict[name]
-
-    def set_input_arrays(self, data, labels):
-        """pycaffe's shortcut: hand arrays to the net's first layer, which must be MemoryData."""
-        if not self.layers or self.layers[0].type != "MemoryData":
-            raise PclError(f'net "{self.name}": set_input_arrays needs a MemoryData first layer; '
-                           f"this net starts with {self.layers[0].type if self.layers else 'nothing'}")
-        self.layers[0].set_input_arrays(data, labels)
 
     def share_trained_layers_with(self, other):
         """Use `other`'s param memory for layers of the same name (test nets share the train net's)."""

@@ -53,7 +53,7 @@ def command(model, weights, iterations, gpu, stage, level):
             log.info("Batch %d, %s = %s", batch, name, tlog.fmt(value))
         totals = values if totals is None else [f32(a + b) for a, b in zip(totals, values)]
     log.info("Loss: %s", tlog.fmt(f32(loss / f32(iterations))))
-    weights_of = [net.blob_loss_weights[i] for i in net.output_blob_ids
+    weights_of = [net._blob_loss_weights[i] for i in net.output_blob_ids
                   for _ in range(net.blob_list[i].count)]
     for name, weight, total in zip(names, weights_of, totals or []):
         mean = f32(total / f32(iterations))

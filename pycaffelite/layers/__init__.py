@@ -16,13 +16,19 @@ def register(type_name):
     """Class decorator that registers a Layer subclass under Caffe's type string."""
 
     def decorate(cls):
-        if type_name in _REGISTRY:
-            raise RuntimeError(f"layer type {type_name!r} registered twice")
         cls.type = type_name
-        _REGISTRY[type_name] = cls
+        register_factory(type_name, cls)
         return cls
 
     return decorate
+
+
+def register_factory(type_name, factory):
+    """Register `factory(layer_param, phase=, dtype=)` -> layer under Caffe's type string (a
+    Layer class, or a function choosing the class, as the Python layer's does)."""
+    if type_name in _REGISTRY:
+        raise RuntimeError(f"layer type {type_name!r} registered twice")
+    _REGISTRY[type_name] = factory
 
 
 def _load_all():
@@ -40,12 +46,10 @@ def registered_types():
 
 # Caffe layer types that pycaffelite does not implement (yet), with what to do instead.
 NOT_SUPPORTED = {
-    "Python": "Python layers (python_param) are not supported; write the layer as a pycaffelite "
-              "Layer subclass registered with @register",
 }
 
 
-def layer_class(type_name, layer_name="?"):
+def layer_factory(type_name, layer_name="?"):
     _load_all()
     if type_name in NOT_SUPPORTED and type_name not in _REGISTRY:
         raise NotSupportedError(f'layer "{layer_name}": not supported: type "{type_name}": '
@@ -62,5 +66,5 @@ def create_layer(layer_param, phase=None, dtype=None):
     """Instantiate the registered class for `layer_param.type`."""
     import numpy as np  # noqa: PLC0415
 
-    cls = layer_class(layer_param.type, layer_param.name)
-    return cls(layer_param, phase=phase, dtype=np.float32 if dtype is None else dtype)
+    factory = layer_factory(layer_param.type, layer_param.name)
+    return factory(layer_param, phase=phase, dtype=np.float32 if dtype is None else dtype)

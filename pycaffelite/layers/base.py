@@ -34,6 +34,9 @@ class Layer:
     auto_loss_weights = ()
     # Whether a top may be the same blob as a bottom.
     allows_in_place = True
+    # Whether the Net adds anonymous tops when the prototxt names fewer than the layer needs
+    # (Caffe's AutoTopBlobs: loss layers, whose loss then counts without a named top).
+    auto_top_blobs = False
 
     def allow_force_backward(self, bottom_index):
         """Whether force_backward may ask this layer for the gradient of bottom `bottom_index`."""
@@ -44,7 +47,7 @@ class Layer:
         self.name = param.name
         self.phase = phase if phase is not None else param.phase
         self.dtype = np.dtype(dtype)
-        self.blobs = []
+        self.blobs = BlobVec(self.dtype)
         self.param_propagate_down = []
         self.loss_weights = []
 
@@ -146,13 +149,35 @@ class Layer:
     def set_param_propagate_down(self, index, value):
         self.param_propagate_down[index] = bool(value)
 
+    def auto_top_count(self):
+        """How many tops the Net gives this layer when its prototxt names fewer."""
+        if not self.auto_top_blobs:
+            return 0
+        return max(self.min_top or 0, self.exact_num_top or 0)
+
+
+class BlobVec(list):
+    """A layer's param blobs: a list of Blobs with pycaffe's `add_blob(*shape)`, which Python
+    layers use to create learnable params (zero-filled, of the net's dtype)."""
+
+    def __init__(self, dtype=np.float32, blobs=()):
+        super().__init__(blobs)
+        self.dtype = np.dtype(dtype)
+
+    def add_blob(self, *shape):
+        blob = Blob(shape, dtype=self.dtype)
+        self.append(blob)
+        return blob
+
 
 class LossLayer(Layer):
-    """Base of loss layers: two bottoms (prediction, target) of the same num; a scalar top 0."""
+    """Base of loss layers: two bottoms (prediction, target) of the same num; a scalar top 0
+    (made by the Net when the prototxt names none)."""
 
     exact_num_bottom = 2
     exact_num_top = 1
     auto_loss_weights = (1.0,)
+    auto_top_blobs = True
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 1

@@ -79,7 +79,6 @@ class Solver:
             self.param = read_solver_file(self.source)
         self.iter = 0
         self.current_step = 0
-        self.lr = None
         self.requested_early_exit = False
         self.stop_on_nonfinite_loss = True
         self._callbacks = []
@@ -330,6 +329,16 @@ class Solver:
             self._smoothed_loss = f32(self._smoothed_loss
                                       + f32(f32(loss - self._losses[index]) / f32(average_loss)))
             self._losses[index] = loss
+
+    @property
+    def lr(self):
+        """The learning rate of the current iteration (pycaffe's `solver.lr`)."""
+        return lr_policy.learning_rate(self.param, self.iter, self.current_step)[0]
+
+    def share_weights(self, net):
+        """Make `net` use this solver's train net weights for the layers both name alike
+        (pycaffe's `solver.share_weights(net)`)."""
+        net.share_trained_layers_with(self.net)
 
     @property
     def smoothed_loss(self):

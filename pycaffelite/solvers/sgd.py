@@ -51,7 +51,6 @@ class SGDSolver(Solver):
         if p.lr_policy == "multistep" and step != self.current_step:
             log.info("MultiStep Status: Iteration %d, step = %d", self.iter, step)
         self.current_step = step
-        self.lr = rate
         if p.display and self.iter % p.display == 0:
             log.info("Iteration %d, lr = %s", self.iter, fmt(rate))
         self.clip_gradients()

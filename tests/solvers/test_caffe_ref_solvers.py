@@ -77,9 +77,9 @@ def run_and_record(solver, until=20):
     ('<layer>/<i>' -> array) and history after every update."""
     losses, rates, params, history = [], [], {}, {}
     while solver.iter < until:
+        rates.append(solver.lr)
         solver.step(1)
         losses.append(solver.smoothed_loss)
-        rates.append(solver.lr)
         params[solver.iter] = {f"{layer}/{i}": np.array(blob.data)
                                for layer, blobs in solver.net.params.items() for i, blob in enumerate(blobs)}
         history[solver.iter] = [np.array(h.data) for h in solver.history]
