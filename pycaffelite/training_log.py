@@ -41,7 +41,7 @@ def train_iteration_line(it, per_s, lapse, display, smoothed_loss):
 def _outputs(net):
     """(name, loss weight, blob) for each output blob of `net`, in Caffe's order."""
     for blob_id in net.output_blob_ids:
-        yield net.blob_names[blob_id], net.blob_loss_weights[blob_id], net.blob_list[blob_id]
+        yield net.blob_names[blob_id], net._blob_loss_weights[blob_id], net.blob_list[blob_id]
 
 
 def output_values(net):
