@@ -120,7 +120,9 @@ def _mapped_bottoms(top):
 def _maps_to_ancestors(start, stop_at=None):
     """Walk back from `start` through layers that have a map: {ancestor: map from the ancestor's
     coordinates to `start`'s}. With `stop_at`, return (ancestor, map) for the first ancestor
-    reached that is in `stop_at`, or None."""
+    reached that is in `stop_at`, or None. Each ancestor is reached once, by the first path
+    found: in a consistent net every path gives the same map, and residual nets have
+    exponentially many paths."""
     maps = {start: IDENTITY}
     frontier = [start]
     while frontier:
@@ -132,8 +134,9 @@ def _maps_to_ancestors(start, stop_at=None):
         except UndefinedMapException:
             continue
         for bottom in _mapped_bottoms(top):
-            maps[bottom] = compose(maps[top], step)
-            frontier.append(bottom)
+            if bottom not in maps:
+                maps[bottom] = compose(maps[top], step)
+                frontier.append(bottom)
     return maps if stop_at is None else None
 
 

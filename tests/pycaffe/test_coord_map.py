@@ -141,3 +141,11 @@ def test_crop_after_upsampling_restores_the_input_size():
     net = caffe.Net(n.to_proto(), caffe.TEST)
     assert net.blobs["up"].data.shape == (1, 2, 24, 24)
     assert net.blobs["score"].data.shape == (1, 2, 20, 20)
+
+
+def test_residual_nets_are_walked_once_per_top():
+    n = spec()
+    top = L.Convolution(n.data, num_output=2, kernel_size=3, pad=1)
+    for _ in range(80):  # 2**80 paths back to the input
+        top = L.Eltwise(L.ReLU(L.Convolution(top, num_output=2, kernel_size=3, pad=1)), top)
+    assert as_tuple(coord_map_from_to(top, n.data)) == (1, [1], [0])
