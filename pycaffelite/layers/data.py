@@ -1,5 +1,5 @@
 """Input layers that read images: Data (an LMDB or LevelDB of Datum records), ImageData (a list of
-image files), MemoryData (arrays handed over from Python); WindowData is recognised and refused.
+image files), MemoryData (arrays handed over from Python). WindowData is in window_data.py.
 
 Data and ImageData decode and transform (transform_param, see io/transformer.py) in a background
 thread several batches ahead of the net (data_param.prefetch, default 4), decoding the images of a
@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from .. import device
-from ..errors import NotSupportedError, PclError
+from ..errors import PclError
 from ..io import db
 from ..io import images as image_io
 from ..io.datum import parse_datum
@@ -364,13 +364,3 @@ class MemoryDataLayer(Layer):
     def backward(self, top, propagate_down, bottom):
         pass
 
-
-
-@register("WindowData")
-class WindowDataLayer(Layer):
-    """Recognised so that nets using it fail with a clear message: not supported."""
-
-    def setup(self, bottom, top):
-        raise NotSupportedError(
-            f'layer "{self.name}" (WindowData): WindowData (R-CNN window files) is not supported; '
-            "crop the windows into images beforehand and read them with an ImageData or Data layer")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from layer_testing import empty_tops, make_layer
-from pycaffelite.errors import NotSupportedError, PclError
+from pycaffelite.errors import PclError
 
 
 def memory_data(batch_size=2, dtype=np.float32):
@@ -56,8 +56,3 @@ def test_forward_without_data_and_bad_parameters():
     with pytest.raises(PclError, match="must all be set and positive"):
         bad.initialize([], empty_tops(2))
 
-
-def test_window_data_is_refused():
-    layer = make_layer('type: "WindowData" top: "data" top: "label"')
-    with pytest.raises(NotSupportedError, match="WindowData .* is not supported"):
-        layer.initialize([], empty_tops(2))
