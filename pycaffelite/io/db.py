@@ -33,16 +33,16 @@ _MODULES = {LMDB: "lmdb_io", LEVELDB: "leveldb_io"}
 _RECIPE_COMMANDS = ("convert_mnist", "convert_imageset")
 
 
-def backend_module(backend):
+def _backend_module(backend):
     """The module implementing `backend` (lmdb_io or leveldb_io)."""
     return importlib.import_module(f"{__package__}.{_MODULES[backend]}")
 
 
-def parse_backend(text, where="--backend"):
-    """"lmdb" or "leveldb" from a user's spelling (any case); a PclError naming `where` otherwise."""
+def parse_backend(text):
+    """"lmdb" or "leveldb" from a --backend flag (any case); a PclError otherwise."""
     name = str(text).lower()
     if name not in _MODULES:
-        raise PclError(f"{where} must be lmdb or leveldb; found {text!r}")
+        raise PclError(f"--backend must be lmdb or leveldb; found {text!r}")
     return name
 
 
@@ -88,17 +88,18 @@ def create_from_recipe(path):
     return True
 
 
-def resolve(path, backend):
-    """The backend of the database at `path`, which the caller expects to be `backend`; a missing
-    database with a recipe is made first. A PclError when there is no database at `path`."""
+def resolve(path, backend, why=""):
+    """The backend of the database at `path`, which the caller expects to be `backend` (`why`, if
+    given, says why, for the message when it is missing); a missing database with a recipe is made
+    first. A PclError when there is no database at `path`."""
     path = os.fspath(path)
     create_from_recipe(path)
     found = detect(path)
     if found is not None:
         return found
     if not os.path.exists(path):
-        raise PclError(f'no {DISPLAY_NAMES[backend]} database at "{path}"; check the path (it is the '
-                       f"folder holding {_MARKERS[backend]})")
+        raise PclError(f'no {DISPLAY_NAMES[backend]} database at "{path}"{why}; check the path (it '
+                       f"is the folder holding {_MARKERS[backend]})")
     raise PclError(f'"{path}" holds neither data.mdb nor CURRENT, so it is neither an LMDB nor a '
                    "LevelDB database; give the database folder")
 
@@ -108,13 +109,13 @@ def open_reader(path, backend):
     `next()` (wrapping around after the last record), `skip(n)`, `close()`, `path`. Values are
     bytes-like (LMDB's are memoryviews valid until the reader is closed). Each reader belongs to
     one thread."""
-    return backend_module(backend).RecordReader(path)
+    return _backend_module(backend).RecordReader(path)
 
 
 def iterate(path, backend):
     """Every (key, value) of the database at `path` of the given backend once, in key order, as
     bytes."""
-    return backend_module(backend).iterate(path)
+    return _backend_module(backend).iterate(path)
 
 
 class SharedHandles:
@@ -176,7 +177,7 @@ class AtomicWriter:
             raise PclError(f'cannot create "{self.path}": the folder "{folder}" does not exist')
         self.temp = os.path.join(folder, f".{os.path.basename(self.path)}.{secrets.token_hex(4)}.tmp")
         try:
-            self.store = backend_module(self.backend).Store(self.temp, self.path)
+            self.store = _backend_module(self.backend).Store(self.temp, self.path)
         except BaseException:
             shutil.rmtree(self.temp, ignore_errors=True)
             raise

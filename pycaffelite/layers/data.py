@@ -178,7 +178,9 @@ class DataLayer(PrefetchingDataLayer):
         """The backend to read data_param.source with: the one named (LEVELDB when none is, as in
         Caffe), or the one found there, with a warning, when they differ."""
         named = db.LMDB if param.backend == caffe_pb2.DataParameter.LMDB else db.LEVELDB
-        found = db.resolve(param.source, named)
+        why = "" if param.HasField("backend") else \
+            " (data_param names no backend, so Caffe's default, LEVELDB, is expected)"
+        found = db.resolve(param.source, named, why)
         if found != named:
             said = (f"says backend: {named.upper()}" if param.HasField("backend") else
                     "names no backend (Caffe then reads LEVELDB)")

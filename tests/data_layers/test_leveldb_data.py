@@ -117,7 +117,9 @@ def test_siamese_style_net_without_backend_reads_a_leveldb(tmp_path, caplog):
 
 
 def test_missing_neither_and_empty(tmp_path):
-    with pytest.raises(PclError, match='no LevelDB database at ".*missing"; .* holding CURRENT'):
+    with pytest.raises(PclError, match=r'no LevelDB database at ".*missing" \(data_param names no '
+                                       r"backend, so Caffe's default, LEVELDB, is expected\); check "
+                                       r"the path \(it is the folder holding CURRENT\)"):
         data_layer(tmp_path / "missing", 1)
     (tmp_path / "folder").mkdir()
     with pytest.raises(PclError, match="neither an LMDB nor a LevelDB database"):
