@@ -2,7 +2,8 @@
 unrolled inner Net of T copies of the step's layers, both run by pycaffelite in the same process.
 
 For each size, one forward + backward of the layer (float32, CPU) is timed; the median of several
-runs after warm-up is printed for each way and their ratio. Both ways compute the same numbers
+runs after warm-up (the two ways in turns, so that a change in the machine's load falls on both)
+is printed for each way and their ratio. Both ways compute the same numbers
 (tests/layers/test_recurrent.py checks it); only the time differs. The unrolled net is built by
 tests/layers/unrolled_recurrent.py.
 
@@ -41,15 +42,19 @@ def make_bottoms(steps, streams, inputs, rng):
     return [x, cont]
 
 
-def median_time(step, warmup, repeats):
+def median_times(steps, warmup, repeats):
+    """The median time of each callable in `steps`, run in turns (so that a change in the machine's
+    load falls on all of them alike)."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps:
+            step()
+    times = [[] for _ in steps]
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for step, record in zip(steps, times):
+            start = time.perf_counter()
+            step()
+            record.append(time.perf_counter() - start)
+    return [statistics.median(record) for record in times]
 
 
 def bench(kind, size, warmup, repeats):
@@ -77,7 +82,7 @@ def bench(kind, size, warmup, repeats):
         unrolled.forward(bottoms, unrolled_top)
         unrolled.backward()
 
-    return median_time(fused_step, warmup, repeats), median_time(unrolled_step, warmup, repeats)
+    return median_times([fused_step, unrolled_step], warmup, repeats)
 
 
 def main():

@@ -34,6 +34,8 @@ cores, median of 7):
     RNN    10 x 16 x 32 -> 32        0.37         5.30     14.2
     RNN    20 x 32 x 128 -> 256     12.3         24.3       2.0
 """
+import numpy as np
+
 from . import register
 from ..gemm import matmul
 from .base import Layer, Workspace
@@ -44,11 +46,16 @@ I, F, O, G = range(4)
 
 
 def sigmoid_(xp, a):
-    """a = 1 / (1 + exp(-a)) in place."""
+    """a = 1 / (1 + exp(-a)) in place, Caffe's formula. exp overflowing to inf (a < -88 in
+    float32) gives the right limit 0: callers silence numpy's warning (`quiet_overflow`)."""
     xp.negative(a, out=a)
     xp.exp(a, out=a)
     a += 1
     xp.reciprocal(a, out=a)
+
+
+def quiet_overflow():
+    return np.errstate(over="ignore")
 
 
 def unit_forward(xp, gates, c_prev, cont, c, tanh_c, h, scratch):
@@ -137,10 +144,11 @@ class LSTMUnitLayer(Layer):
         n, h = self.streams, self.hidden
         acts = self._buffer("acts", (n, 4, h))
         acts[...] = bottom[1].read_data().reshape(n, 4, h)
-        unit_forward(self.xp, acts, bottom[0].read_data().reshape(n, h),
-                     bottom[2].read_data().reshape(n, 1), top[0].write_data().reshape(n, h),
-                     self._buffer("tanh_c", (n, h)), top[1].write_data().reshape(n, h),
-                     self._buffer("scratch", (n, h)))
+        with quiet_overflow():
+            unit_forward(self.xp, acts, bottom[0].read_data().reshape(n, h),
+                         bottom[2].read_data().reshape(n, 1), top[0].write_data().reshape(n, h),
+                         self._buffer("tanh_c", (n, h)), top[1].write_data().reshape(n, h),
+                         self._buffer("scratch", (n, h)))
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[2]:
@@ -185,7 +193,7 @@ class LSTMLayer(RecurrentLayer):
         self.w_hc_index = len(self.blobs)
         self.add_param_blob((4 * self.hidden, self.hidden), weight_filler)
 
-    def allocate(self, xp, steps, streams, hidden):
+    def allocate(self, steps, streams, hidden):
         self.gates = self.buffer("gates", (steps, streams, 4, hidden))
         self.cells = self.buffer("cells", (steps + 1, streams, hidden))
         self.tanh_c = self.buffer("tanh_c", (steps, streams, hidden))
@@ -201,13 +209,14 @@ class LSTMLayer(RecurrentLayer):
         w_hc_t = self.blobs[self.w_hc_index].read_data().T
         h_prev = self.initial_state(bottom, 0)
         self.cells[0] = self.initial_state(bottom, 1)
-        for t in range(steps):
-            flags = cont[t].reshape(n, 1)
-            xp.multiply(h_prev, flags, out=self.h_conted[t])
-            matmul(self.h_conted[t], w_hc_t, gates[t].reshape(n, 4 * hidden), accumulate=True)
-            unit_forward(xp, gates[t], self.cells[t], flags, self.cells[t + 1], self.tanh_c[t],
-                         h_out[t], self.scratch)
-            h_prev = h_out[t]
+        with quiet_overflow():
+            for t in range(steps):
+                flags = cont[t].reshape(n, 1)
+                xp.multiply(h_prev, flags, out=self.h_conted[t])
+                matmul(self.h_conted[t], w_hc_t, gates[t].reshape(n, 4 * hidden), accumulate=True)
+                unit_forward(xp, gates[t], self.cells[t], flags, self.cells[t + 1], self.tanh_c[t],
+                             h_out[t], self.scratch)
+                h_prev = h_out[t]
         self.save_final_state(top, (h_out[steps - 1], self.cells[steps]))
         self.debug_steps("Forward", "unit", ("c", "h"), (self.cells[1:], h_out))
 

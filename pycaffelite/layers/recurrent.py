@@ -44,9 +44,10 @@ log = logging.getLogger("pycaffelite")
 class RecurrentLayer(Layer):
     """Shared set-up, checks, input transform and state handling; subclasses add the recurrence.
 
-    Subclasses define `state_names` (("h",) or ("h", "c")), `gate_rows(H)` (G), and
-    `add_recurrent_params(filler_param)`; the param blobs of the frame are self.blobs[0:2] (W_x,
-    b) and self.blobs[2] (W_static) when there is a static input."""
+    Subclasses define `state_names` (("h",) or ("h", "c")), `gate_rows(H)` (G),
+    `add_recurrent_params(weight_filler, bias_filler)` (their param blobs, after the frame's
+    W_x, b and, with a static input, W_static) and `allocate(T, N, H)` (their forward buffers,
+    called by reshape)."""
 
     state_names = ()
     allows_in_place = False
@@ -120,15 +121,15 @@ class RecurrentLayer(Layer):
                              f"{bottom[2].shape}), but the weights were made for {self.static_dim}")
         self.streams = x.shape[1]
         state_shape = (1, self.streams, self.hidden)
-        for i, name in enumerate(self.state_names):
-            if self.expose_hidden and bottom[self._state_offset() + i].shape != state_shape:
-                raise self.error(f"bottom {self._state_offset() + i} ({name}0) must have shape "
-                                 f"{state_shape} (1 x N x num_output), found "
-                                 f"{bottom[self._state_offset() + i].shape}")
+        if self.expose_hidden:
+            for index, (name, blob) in enumerate(zip(self.state_names, bottom[self._state_offset():])):
+                if blob.shape != state_shape:
+                    raise self.error(f"bottom {self._state_offset() + index} ({name}0) must have "
+                                     f"shape {state_shape} (1 x N x num_output), found {blob.shape}")
         top[0].reshape((self.steps, self.streams, self.hidden))
         for blob in top[1:]:
             blob.reshape(state_shape)
-        self.allocate(self.xp, self.steps, self.streams, self.hidden)
+        self.allocate(self.steps, self.streams, self.hidden)
 
     def _state_offset(self):
         return 2 + self.static_input
@@ -217,5 +218,5 @@ class RecurrentLayer(Layer):
     def add_recurrent_params(self, weight_filler, bias_filler):
         raise NotImplementedError
 
-    def allocate(self, xp, steps, streams, hidden):
+    def allocate(self, steps, streams, hidden):
         raise NotImplementedError

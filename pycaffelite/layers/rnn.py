@@ -37,7 +37,7 @@ class RNNLayer(RecurrentLayer):
         self.add_param_blob(shape, weight_filler)
         self.add_param_blob((self.hidden,), bias_filler)
 
-    def allocate(self, xp, steps, streams, hidden):
+    def allocate(self, steps, streams, hidden):
         self.states = self.buffer("states", (steps, streams, hidden))
         self.h_conted = self.buffer("h_conted", (steps, streams, hidden))
         self.outputs = self.buffer("outputs", (steps, streams, hidden))

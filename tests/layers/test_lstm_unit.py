@@ -50,6 +50,17 @@ def test_forward_matches_the_formulas():
     np.testing.assert_allclose(tops[1].data[0], o * np.tanh(c))
 
 
+def test_saturated_gates_give_the_limits_without_warnings(recwarn):
+    bottoms = [blob_from([[[2.0], [2.0]]]), blob_from([[[1e3, -1e3, 1e3, -1e3], [-1e3, 1e3, -1e3, 1e3]]]),
+               blob_from([[1.0, 1.0]])]
+    layer, tops = set_up(bottoms)
+    layer.forward(bottoms, tops)
+    # stream 0: i = 1, f = 0, o = 1, g = -1; stream 1: i = 0, f = 1, o = 0, g = 1
+    np.testing.assert_array_equal(tops[0].data, [[[-1.0], [2.0]]])
+    np.testing.assert_allclose(tops[1].data, [[[np.tanh(-1.0)], [0.0]]])
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 @pytest.mark.parametrize("cont", [(0, 0, 0), (1, 0, 1)])
 def test_gradient(cont):
     """As Caffe's test: exhaustively, for c_prev and the gates (never cont)."""

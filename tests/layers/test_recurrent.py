@@ -245,6 +245,18 @@ def test_gradient_with_exposed_state(kind, static):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_saturated_units_stay_finite_without_warnings(kind, recwarn):
+    bottoms = bottoms_for(kind)
+    bottoms[0].data[...] *= 1e4
+    layer, tops = set_up(kind, bottoms)
+    layer.forward(bottoms, tops)
+    tops[0].diff[...] = 1.0
+    layer.backward(tops, [True, False], bottoms)
+    assert np.isfinite(tops[0].data).all() and np.isfinite(bottoms[0].diff).all()
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_param_diffs_accumulate_and_follow_param_propagate_down(kind):
     bottoms = bottoms_for(kind)
     layer, tops = set_up(kind, bottoms)
