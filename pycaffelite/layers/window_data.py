@@ -5,7 +5,7 @@ The window file (window_data_param.source) is a run of whitespace-separated word
 image, images numbered 0, 1, 2, ... in order:
 
     # 0                      the image's index
-    images/000005.jpg        its path (under root_folder)
+    images/000005.jpg        its path (root_folder + path; a missing "/" is added, unlike Caffe)
     3                        channels (3: images are read in colour)
     375                      height
     500                      width
@@ -113,11 +113,14 @@ def read_window_file(source, root_folder, fg_threshold, bg_threshold):
     while words.more():
         words.take(_hash, '"#", the start of an image\'s block')
         index, line = words.take(int, "the image index (an integer)")
+        # Caffe looks a window's image up by this number, so a gap would quietly read another image.
         if index != len(images):
             raise PclError(f"{source}:{line}: image index {index} where {len(images)} was expected; "
                            "images are numbered 0, 1, 2, ... in the order they appear")
         path, path_line = words.take(str, "the image path")
         channels, line = words.take(int, "the number of channels (an integer)")
+        # Caffe shapes its top by this number but reads every image in colour: anything other than
+        # 3 would overrun or half-fill the batch there.
         if channels != 3:
             raise PclError(f"{source}:{line}: image {index} has {channels} channels; WindowData reads "
                            "every image in colour, so write 3")
@@ -291,7 +294,7 @@ class WindowDataLayer(PrefetchingDataLayer):
         for pool, count, kind, rule in zip(source.pools, source.counts, ("background", "foreground"),
                                            (f"overlap < bg_threshold {param.bg_threshold:g}",
                                             f"overlap >= fg_threshold {param.fg_threshold:g}")):
-            if count and not pool:
+            if count and not pool:  # Caffe requires both pools even when one is never drawn from
                 raise self.error(f'the window file "{param.source}" has no {kind} window ({rule}) '
                                  f"but each batch needs {count}; add some, or change the thresholds "
                                  "or fg_fraction")
@@ -336,7 +339,8 @@ class WindowDataLayer(PrefetchingDataLayer):
                         self.name)
 
     def check_images(self, images):
-        """Every image must exist; with cache_images, their files' bytes (else None)."""
+        """Every image must exist; with cache_images, their files' bytes (else None). (Caffe only
+        logs an unreadable image when it meets it and leaves the rest of that batch unfilled.)"""
         param = self.param.window_data_param
         for image in images:
             if not os.path.isfile(image.path):
