@@ -186,8 +186,7 @@ class DataLayer(PrefetchingDataLayer):
                     "names no backend (Caffe then reads LEVELDB)")
             log.warning('layer "%s" (Data): "%s" is %s database but data_param %s; reading it as '
                         "%s: write backend: %s in data_param", self.name, param.source,
-                        db.WITH_ARTICLE[found], said,
-                        db.DISPLAY_NAMES[found], found.upper())
+                        db.WITH_ARTICLE[found], said, db.DISPLAY_NAMES[found], found.upper())
         return found
 
 
@@ -365,4 +364,3 @@ class MemoryDataLayer(Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
-
