@@ -44,7 +44,8 @@ class Classifier(Net):
                            "an Input layer)")
         self.transformer = configured_transformer(self, mean, input_scale, raw_scale, channel_swap)
         self.crop_dims = np.array(self.blobs[self.inputs[0]].data.shape[2:])
-        self.image_dims = self.crop_dims if image_dims is None or len(image_dims) == 0 else image_dims
+        no_dims = image_dims is None or len(image_dims) == 0
+        self.image_dims = self.crop_dims if no_dims else image_dims
 
     def predict(self, inputs, oversample=True):
         """Class scores (N x C, the net's first output) for N images (H x W x K arrays, e.g. from
@@ -57,7 +58,12 @@ class Classifier(Net):
         if image_h < crop_h or image_w < crop_w:
             raise PclError(f"Classifier: image_dims {(image_h, image_w)} are smaller than the net's "
                            f"input {(crop_h, crop_w)}; give image_dims at least that large")
-        resized = np.stack([pycaffe_images.resize_image(image, (image_h, image_w)) for image in inputs])
+        resized = [pycaffe_images.resize_image(image, (image_h, image_w)) for image in inputs]
+        channels = sorted({image.shape[2] for image in resized})
+        if len(channels) > 1:
+            raise PclError(f"Classifier.predict: the images have {channels} channels; give images "
+                           "with the same number of channels (load_image gives 3)")
+        resized = np.stack(resized)
         if oversample:
             crops = pycaffe_images.oversample(resized, (crop_h, crop_w))
         else:

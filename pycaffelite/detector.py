@@ -35,7 +35,7 @@ def context_geometry(window, input_dims, context_pad, image_dims):
         box   clipped to [0, image height]
         size  = min(round((box_end - box_start + 1) * s), S - pad)
 
-    Rounding is half to even (numpy's and Python's). Returns the clipped box (y0, x0, y1, x1) as
+    Rounding is half to even (numpy's, as pycaffe's np.round and Python 3's round). Returns the clipped box (y0, x0, y1, x1) as
     ints, the offset (pad_y, pad_x) and the size (h, w) its warped pixels take in the input.
     """
     window = np.asarray(window, dtype=np.float64)
@@ -45,10 +45,10 @@ def context_geometry(window, input_dims, context_pad, image_dims):
     grown = half * sizes / (sizes - 2 * context_pad)
     box = np.round(np.concatenate([centre - grown, centre + grown]))
     warp = sizes / (box[2:] - box[:2] + 1)
-    pad = np.array([round(v) for v in np.maximum(0, -box[:2]) * warp], dtype=int)
+    pad = np.round(np.maximum(0, -box[:2]) * warp).astype(int)
     limits = np.tile(np.asarray(image_dims[:2], dtype=np.float64), 2)
     box = np.clip(box, 0, limits)
-    size = np.array([round(v) for v in (box[2:] - box[:2] + 1) * warp], dtype=int)
+    size = np.round((box[2:] - box[:2] + 1) * warp).astype(int)
     size = np.minimum(size, sizes.astype(int) - pad)
     return box.astype(int), pad, size
 
