@@ -4,16 +4,18 @@ Each module there defines one click command named `command`; it is added to the 
 own name. Caffe's single-dash long flags (`-solver x`, `-gpu=0`) are accepted by rewriting them to
 the double-dash form before click parses them. A PclError (user mistake) ends in one message on
 stderr and exit status 1, never a traceback; so does an exception raised in the user's own Python
-layer code, which carries a description of where it happened.
+layer code, which carries a description of where it happened. That message also ends the log
+files of the run (GLOG_log_dir, `pcl train --log`), which are closed when the command returns.
 """
 import importlib
+import logging
 import pkgutil
 import re
 import sys
 
 import click
 
-from . import commands
+from . import commands, training_log
 from .errors import USER_CODE_ATTRIBUTE, PclError
 
 _SINGLE_DASH_LONG_FLAG = re.compile(r"^-([a-z][a-z0-9_]+)(=.*)?$")
@@ -42,18 +44,23 @@ _add_commands()
 def main(argv=None):
     args = caffe_style_args(sys.argv[1:] if argv is None else list(argv))
     try:
+        _run(args)
+    finally:
+        training_log.close_log_files()
+
+
+def _fail(message):
+    """End with one message on stderr (and in the run's log files, if any), exit status 1."""
+    click.echo(f"pcl: error: {message}", err=True)
+    training_log.write_to_log_files(logging.ERROR, f"pcl: error: {message}")
+    sys.exit(1)
+
+
+def _run(args):
+    try:
         pcl.main(args=args, prog_name="pcl", standalone_mode=False)
     except PclError as exc:
-        click.echo(f"pcl: error: {exc}", err=True)
-        sys.exit(1)
-    except Exception as exc:
-        # An exception raised by the user's own code (a Python layer) carries a description of
-        # where it happened; anything else is a bug of ours and keeps its traceback.
-        where = getattr(exc, USER_CODE_ATTRIBUTE, None)
-        if where is None:
-            raise
-        click.echo(f"pcl: error: {where}", err=True)
-        sys.exit(1)
+        _fail(exc)
     except click.exceptions.Abort:
         click.echo("pcl: aborted", err=True)
         sys.exit(130)
@@ -62,7 +69,13 @@ def main(argv=None):
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-
+    except Exception as exc:
+        # An exception raised by the user's own code (a Python layer) carries a description of
+        # where it happened; anything else is a bug of ours and keeps its traceback.
+        where = getattr(exc, USER_CODE_ATTRIBUTE, None)
+        if where is None:
+            raise
+        _fail(where)
 
 if __name__ == "__main__":
     main()

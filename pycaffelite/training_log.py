@@ -21,6 +21,8 @@ import sys
 
 import numpy as np
 
+from . import glog
+
 LOGGER_NAME = "pycaffelite"
 f32 = np.float32
 
@@ -88,7 +90,8 @@ class GlogFormatter(logging.Formatter):
 
     def format(self, record):
         stamp = datetime.datetime.fromtimestamp(record.created)
-        prefix = (f"{record.levelname[:1]}{stamp:%m%d %H:%M:%S.%f} {record.process} "
+        letter = "F" if record.levelno >= logging.CRITICAL else record.levelname[:1]
+        prefix = (f"{letter}{stamp:%m%d %H:%M:%S.%f} {record.process} "
                   f"{record.filename}:{record.lineno}] ")
         text = record.getMessage()
         if record.exc_info:
@@ -111,24 +114,83 @@ class _ProgressAwareHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-_handler = None
+_handler = None  # the terminal (stream) handler
+_file_handlers = {}  # destination -> handler: glog files per severity, --log files
 
 
-def configure_logging(stream=None, level=logging.INFO):
-    """Send the "pycaffelite" logger's INFO lines to `stream` (stderr) with the glog prefix."""
+def configure_logging(stream=None, level=None, log_file=None, environ=None):
+    """Send the "pycaffelite" logger's lines, with glog's prefix, where glog's environment says
+    (see pycaffelite.glog): to `stream` (stderr) at GLOG_minloglevel and above, to glog's files
+    in GLOG_log_dir, and to `log_file` if given. `level` (a Python level) overrides
+    GLOG_minloglevel. Calling it again replaces the stream handler and keeps the files already
+    open for the same destinations, so a run writes one file each. Returns the stream handler."""
     global _handler
+    settings = glog.GlogSettings.from_environ(environ)
+    min_level = settings.min_level if level is None else level
     logger = logging.getLogger(LOGGER_NAME)
+    # INFO records always reach the handlers, each filtering by its own level, so an observer
+    # such as the live training plot sees them whatever the terminal shows.
+    logger.setLevel(min(min_level, logging.INFO))
+    _open_files(logger, settings, log_file, min_level)
     if _handler is not None:
         logger.removeHandler(_handler)
     _handler = _ProgressAwareHandler(stream if stream is not None else sys.stderr)
     _handler.setFormatter(GlogFormatter())
+    quiet_terminal = settings.writes_glog_files and not settings.alsologtostderr
+    _handler.setLevel(max(min_level, logging.ERROR) if quiet_terminal else min_level)
     logger.addHandler(_handler)
-    logger.setLevel(level)
     return _handler
 
 
+def _open_files(logger, settings, log_file, min_level):
+    """Attach a handler per wanted log file (reusing open ones), detach and close the others."""
+    wanted = {}
+    if settings.writes_glog_files:
+        glog.check_log_dir(settings.log_dir)
+        folder = os.path.abspath(settings.log_dir)
+        for severity, severity_level in zip(glog.SEVERITIES, glog.LEVELS):
+            wanted[("glog", folder, severity)] = (
+                lambda s=severity: glog.GlogFileHandler(folder, s), max(severity_level, min_level))
+    if log_file:
+        wanted[("file", os.path.abspath(log_file))] = (
+            lambda: glog.PlainFileHandler(log_file), min_level)
+    for key in [key for key in _file_handlers if key not in wanted]:
+        _close(logger, _file_handlers.pop(key))
+    for key, (make, handler_level) in wanted.items():
+        handler = _file_handlers.get(key)
+        if handler is None:
+            handler = make()
+            handler.setFormatter(GlogFormatter())
+            _file_handlers[key] = handler
+            logger.addHandler(handler)
+        handler.setLevel(handler_level)
+
+
+def _close(logger, handler):
+    logger.removeHandler(handler)
+    handler.close()
+
+
+def write_to_log_files(level, message):
+    """One line in the log files only (the terminal has shown it already): `pcl`'s closing
+    error, so that a log file says why its run ended."""
+    caller = sys._getframe(1)  # noqa: SLF001 - the caller's file and line, for the prefix
+    record = logging.LogRecord(LOGGER_NAME, level, caller.f_code.co_filename, caller.f_lineno,
+                               message, None, None)
+    for handler in _file_handlers.values():
+        if level >= handler.level:
+            handler.handle(record)
+
+
+def close_log_files():
+    """Detach and close every log file (the end of a `pcl` command)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    while _file_handlers:
+        _close(logger, _file_handlers.popitem()[1])
+
+
 # glog's severities by number (GLOG_minloglevel, pycaffe's init_log levels).
-GLOG_LEVELS = (logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+GLOG_LEVELS = glog.LEVELS
 
 
 def init_log(level=0, stderr=True):

@@ -3,9 +3,12 @@
     pcl train --solver solver.prototxt [--snapshot X.solverstate | --weights a.caffemodel,b.caffemodel]
               [--gpu 0 | 0,1 | all] [--stage s1,s2] [--level N]
               [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--no-progress]
+              [--log FILE]
 
 Caffe's single-dash spellings (`-solver x`) work too. Log lines on stderr use Caffe's wording (so
-tools/extra/parse_log.py reads them); on a terminal a progress bar shows rate and ETA.
+tools/extra/parse_log.py reads them); on a terminal a progress bar shows rate and ETA. glog's
+environment (GLOG_minloglevel, GLOG_log_dir, GLOG_logtostderr, GLOG_alsologtostderr) applies as
+in Caffe; --log FILE also writes the lines to FILE.
 
 Differences from `caffe train`, on purpose: several GPU ids train on the first one only (no
 multi-GPU sync; a warning says so); a solver asking for GPU mode through solver_mode (not --gpu)
@@ -133,9 +136,11 @@ _EFFECT = click.Choice(list(ACTIONS))
 @click.option("--sighup_effect", "--sighup-effect", type=_EFFECT, default="snapshot",
               show_default=True, help="What SIGHUP does.")
 @click.option("--no-progress", "no_progress", is_flag=True, help="No progress bar, even on a terminal.")
-def command(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect, no_progress):
+@click.option("--log", "log_file", metavar="FILE", help="Also write the log lines to FILE.")
+def command(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect, no_progress,
+            log_file):
     """Train or fine-tune a model."""
-    tlog.configure_logging()
+    tlog.configure_logging(log_file=log_file)
     if not solver:
         raise PclError("need a solver definition to train: pass --solver solver.prototxt")
     if snapshot and weights:
