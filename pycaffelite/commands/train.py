@@ -3,12 +3,13 @@
     pcl train --solver solver.prototxt [--snapshot X.solverstate | --weights a.caffemodel,b.caffemodel]
               [--gpu 0 | 0,1 | all] [--stage s1,s2] [--level N]
               [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--no-progress]
-              [--log FILE]
+              [--log FILE] [--plot curves.png]
 
 Caffe's single-dash spellings (`-solver x`) work too. Log lines on stderr use Caffe's wording (so
 tools/extra/parse_log.py reads them); on a terminal a progress bar shows rate and ETA. glog's
 environment (GLOG_minloglevel, GLOG_log_dir, GLOG_logtostderr, GLOG_alsologtostderr) applies as
-in Caffe; --log FILE also writes the lines to FILE.
+in Caffe; --log FILE also writes the lines to FILE. --plot draws the training curves while
+training (see pycaffelite.plot.LivePlot).
 
 Differences from `caffe train`, on purpose: several GPU ids train on the first one only (no
 multi-GPU sync; a warning says so); a solver asking for GPU mode through solver_mode (not --gpu)
@@ -21,6 +22,7 @@ import click
 from google.protobuf import text_format
 
 from .. import device
+from .. import plot
 from .. import training_log as tlog
 from ..errors import PclError
 from ..proto import caffe_pb2
@@ -137,8 +139,11 @@ _EFFECT = click.Choice(list(ACTIONS))
               show_default=True, help="What SIGHUP does.")
 @click.option("--no-progress", "no_progress", is_flag=True, help="No progress bar, even on a terminal.")
 @click.option("--log", "log_file", metavar="FILE", help="Also write the log lines to FILE.")
+@click.option("--plot", "plot_file", metavar="PICTURE",
+              help="Keep a picture of the training curves (.png, .svg, .pdf) up to date while "
+                   "training: redrawn after displays and tests.")
 def command(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect, no_progress,
-            log_file):
+            log_file, plot_file):
     """Train or fine-tune a model."""
     tlog.configure_logging(log_file=log_file)
     if not solver:
@@ -155,8 +160,12 @@ def command(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_
     elif weights:
         param.ClearField("weights")
         param.weights.append(weights)
+    live = plot.LivePlot(plot_file) if plot_file else None
     log.info("Initializing solver from parameters: \n%s", text_format.MessageToString(param))
     trainer = solver_class(param.type, solver)(param, source=solver)
+    if live is not None:
+        logging.getLogger(tlog.LOGGER_NAME).addHandler(live)
+        trainer.add_callback(on_end=live.refresh)
     with SignalActions(sigint_effect, sighup_effect) as actions:
         trainer.set_action_function(actions)
         if snapshot:
@@ -169,4 +178,6 @@ def command(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_
         finally:
             if bar is not None:
                 bar.close()
+            if live is not None:
+                live.finish()
     log.info("Optimization Done.")
