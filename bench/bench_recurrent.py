@@ -8,6 +8,10 @@ is printed for each way and their ratio. Both ways compute the same numbers
 tests/layers/unrolled_recurrent.py.
 
 Usage: python bench/bench_recurrent.py [--kinds LSTM,RNN] [--repeats N] [--sizes small,medium,coco]
+       [--cpu-time]
+
+--cpu-time measures the process's CPU time (all threads) instead of wall time: the work done,
+less disturbed when other processes share the cores.
 
 Never used for assertions: timings depend on the machine and its load.
 """
@@ -42,7 +46,7 @@ def make_bottoms(steps, streams, inputs, rng):
     return [x, cont]
 
 
-def median_times(steps, warmup, repeats):
+def median_times(steps, warmup, repeats, clock):
     """The median time of each callable in `steps`, run in turns (so that a change in the machine's
     load falls on all of them alike)."""
     for _ in range(warmup):
@@ -51,13 +55,13 @@ def median_times(steps, warmup, repeats):
     times = [[] for _ in steps]
     for _ in range(repeats):
         for step, record in zip(steps, times):
-            start = time.perf_counter()
+            start = clock()
             step()
-            record.append(time.perf_counter() - start)
+            record.append(clock() - start)
     return [statistics.median(record) for record in times]
 
 
-def bench(kind, size, warmup, repeats):
+def bench(kind, size, warmup, repeats, clock):
     steps, streams, inputs, hidden = SIZES[size]
     text = (f'name: "r" type: "{kind}" recurrent_param {{ num_output: {hidden} '
             f'weight_filler {{ type: "uniform" min: -0.08 max: 0.08 }} }}')
@@ -82,7 +86,7 @@ def bench(kind, size, warmup, repeats):
         unrolled.forward(bottoms, unrolled_top)
         unrolled.backward()
 
-    return median_times([fused_step, unrolled_step], warmup, repeats)
+    return median_times([fused_step, unrolled_step], warmup, repeats, clock)
 
 
 def main():
@@ -91,14 +95,16 @@ def main():
     parser.add_argument("--sizes", default="small,medium,coco")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--cpu-time", action="store_true")
     args = parser.parse_args()
-    print(f"load average {os.getloadavg()[0]:.2f}")
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    print(f"load average {os.getloadavg()[0]:.2f}; {'CPU' if args.cpu_time else 'wall'} time")
     print(f"{'layer':6} {'size':7} {'T x N x D -> H':22} {'fused ms':>9} {'unrolled ms':>12} "
           f"{'unrolled/fused':>15}")
     for kind in args.kinds.split(","):
         for size in args.sizes.split(","):
             repeats = args.repeats if size != "coco" else max(3, args.repeats // 2)
-            fused, unrolled = bench(kind, size, args.warmup, repeats)
+            fused, unrolled = bench(kind, size, args.warmup, repeats, clock)
             shape = "{} x {} x {} -> {}".format(*SIZES[size])
             print(f"{kind:6} {size:7} {shape:22} {fused * 1e3:9.2f} {unrolled * 1e3:12.2f} "
                   f"{unrolled / fused:15.2f}")

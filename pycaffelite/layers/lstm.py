@@ -25,14 +25,20 @@ Why a fused time loop rather than Caffe's unrolled inner Net (T copies of Scale,
 Eltwise and LSTMUnit layers with shared weights, plus Slice/Concat): both give the same numbers
 (tests/layers/test_recurrent.py runs the unrolled net as an oracle); the fused loop makes no
 per-step layer calls, slices or concatenations, and sums the weight gradients of all steps in
-one product each. Measured (bench/bench_recurrent.py, one forward + backward, float32, 2 shared
-cores, median of 7):
+one product each. Measured with bench/bench_recurrent.py --cpu-time (one forward + backward,
+float32, process CPU time of 2 threads, median of 5, the two ways in turns; the 2 cores were
+shared, load average about 4):
 
-    layer  T x N x D -> H        fused ms  unrolled ms  unrolled / fused
-    LSTM   10 x 16 x 32 -> 32        0.93         3.23      3.5
-    LSTM   20 x 32 x 128 -> 256     30.2         49.3       1.6
-    RNN    10 x 16 x 32 -> 32        0.37         5.30     14.2
-    RNN    20 x 32 x 128 -> 256     12.3         24.3       2.0
+    layer  T x N x D -> H           fused ms  unrolled ms  unrolled / fused
+    LSTM   10 x 16 x 32 -> 32           1.10         3.30      3.0
+    LSTM   20 x 32 x 128 -> 256        30.2         39.1       1.3
+    LSTM   20 x 100 x 1000 -> 1000   1221         1299         1.06   (coco_caption's size)
+    RNN    10 x 16 x 32 -> 32           0.40         2.61      6.5
+    RNN    20 x 32 x 128 -> 256        11.1         21.5       1.9
+    RNN    20 x 100 x 1000 -> 1000    454          517         1.14
+
+Wall time gave the same picture for the small and medium sizes (3.4-14x, 1.1-2.5x) and parity
+within the load's noise at coco's size, where both ways run the same matrix products.
 """
 import numpy as np
 
