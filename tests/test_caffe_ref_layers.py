@@ -105,7 +105,7 @@ def test_v1_weights_upgrade_to_the_v2_weights():
 
 def test_saved_caffemodel_is_byte_identical_to_caffes(tmp_path):
     """Net.save right after loading writes what Caffe's Net::save wrote for the same net."""
-    for case in ("lenet", "norm", "structure"):
+    for case in ("lenet", "norm", "structure", "recurrent"):
         net, _, _ = load_case(case)
         out = tmp_path / f"{case}.caffemodel"
         net.save(str(out))
