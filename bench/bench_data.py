@@ -33,7 +33,7 @@ from pycaffelite.io import mnist, protoio  # noqa: E402
 from pycaffelite.io.lmdb_io import RecordReader  # noqa: E402
 from pycaffelite.io.transformer import DataTransformer  # noqa: E402
 from pycaffelite.layers import create_layer  # noqa: E402
-from pycaffelite.layers.data import _LMDBSource  # noqa: E402
+from pycaffelite.layers.data import _DatumSource  # noqa: E402
 from pycaffelite.proto import caffe_pb2  # noqa: E402
 
 IMAGES = os.path.join(ROOT, "tests", "data", "files", "images")
@@ -60,7 +60,7 @@ def delivery(source, batch_size, transform, batches):
         layer.forward([], top)
     rate = batches / (time.perf_counter() - start)
     # One batch loaded on this thread by a loader like the layer's own (no prefetch overlap).
-    loader = _LMDBSource(RecordReader(source), DataTransformer(layer.param.transform_param),
+    loader = _DatumSource(RecordReader(source), DataTransformer(layer.param.transform_param),
                          batch_size, with_label=True)
     buffers = [np.empty(top[0].shape, np.float32), np.empty(top[1].shape, np.float32)]
     loader.load(buffers)
