@@ -74,12 +74,15 @@ def export_and_run(net, path, feeds=None, seed=0, opset=None, input_shapes=None)
     for name in net.inputs:
         if name not in feeds:
             feeds[name] = rng.normal(0, 1, net.blobs[name].shape).astype(np.float32)
-    # Graph outputs name their blob in the doc string (their value may be named otherwise).
-    blob_of = {info.name: info.doc_string.split('"')[1] if info.doc_string else info.name
-               for info in model.graph.output}
+    # Graph outputs name their blob in the doc string (their value may be named otherwise);
+    # the state inputs of recurrent layers start at zero, as a fresh net's carried state.
+    blob_of = {info.name: info.doc_string.split('"')[1] for info in model.graph.output
+               if info.doc_string.startswith('blob "')}
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    wanted = [info.name for info in session.get_outputs()]
-    results = session.run(wanted, {info.name: feeds[info.name] for info in session.get_inputs()})
+    wanted = [name for name in blob_of]
+    inputs = {info.name: feeds[info.name] if info.name in feeds
+              else np.zeros(info.shape, np.float32) for info in session.get_inputs()}
+    results = session.run(wanted, inputs)
     net.forward(**{name: feeds[name] for name in net.inputs})
     return {blob_of[name]: (net.blobs[blob_of[name]].data.copy(), result)
             for name, result in zip(wanted, results)}

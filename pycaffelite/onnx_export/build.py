@@ -11,7 +11,7 @@ from onnx import helper, shape_inference
 
 from .. import __version__
 from ..errors import PclError
-from . import elementwise, normalization, tensors, vision  # noqa: F401 - they register converters
+from . import elementwise, normalization, recurrent, tensors, vision  # noqa: F401 - converters
 from .graph import CONVERTERS, Graph, Step, Unsupported, value_info
 
 _DATA_LAYERS = ("Data", "ImageData", "HDF5Data", "WindowData", "MemoryData")
@@ -30,8 +30,6 @@ REFUSED = {
     "Im2col": "ONNX has no patch-extraction operator (a one-hot convolution would turn a "
               "neighbour's inf into NaN)",
     "Python": "it runs Python code of your own, which an ONNX graph cannot hold",
-    **{t: "it carries its state from one forward call to the next (and resets it where cont is "
-          "0); the exporter does not unroll recurrent layers" for t in ("RNN", "LSTM")},
 }
 
 # Protobuf cannot serialise a single message of 2 GiB or more.
@@ -106,11 +104,11 @@ def _refusal_message(net, refused):
             f"{'have' if count > 1 else 'has'} no exact ONNX form: " + "; ".join(parts))
 
 
-def _assemble(net, g, values, opset, extra_outputs):
+def _assemble(net, g, values, opset, blob_outputs):
     """The model to check (see `_check`) and the model to save (still without its weights)."""
     input_names = {info.name for info in g.inputs}
     outputs, listed = [], set()
-    for blob in list(net.outputs) + [b for b in extra_outputs if b not in net.outputs]:
+    for blob in list(net.outputs) + [b for b in blob_outputs if b not in net.outputs]:
         value = values[blob]
         if value in input_names:
             continue  # an Input top nothing consumes: neither an input nor an output of the graph
@@ -122,6 +120,9 @@ def _assemble(net, g, values, opset, extra_outputs):
         # Named after its blob, except where that name is taken by a graph input the net
         # changed in place; the doc string names the blob in any case.
         outputs.append(value_info(value, net.blobs[blob].shape, doc_string=f'blob "{blob}"'))
+    outputs += [value_info(value, shape, doc_string="the state of a recurrent layer after this "
+                                                    "call, to feed back in on the next")
+                for value, shape in g.extra_outputs]
     consumed = {name for node in g.nodes for name in node.input} | {o.name for o in outputs}
     inputs = [info for info in g.inputs if info.name in consumed]
     size = sum(array.nbytes for _, array in g.initializers)

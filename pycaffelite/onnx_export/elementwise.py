@@ -131,18 +131,3 @@ def eltwise(g, s):
         y = g.add(op, [y, x], s.out(0) if index == len(inputs) else None)
     return [y]
 
-
-@converts("LSTMUnit")
-def lstm_unit(g, s):
-    """One LSTM step from the gate pre-activations [i' f' o' g'] (1, N, 4H): i, o = sigmoid,
-    f = cont * sigmoid(f'), g = tanh; c = f c_prev + i g, h = o tanh(c)."""
-    c_prev, gates, cont = s.inputs
-    hidden = s.in_shapes[0][2]
-    i, f, o, candidate = g.add("Split", [gates, g.ints([hidden] * 4)], 4, axis=2)
-    keep = g.reshape(cont, s.in_shapes[2] + (1,))
-    forget = g.add("Mul", [g.add("Sigmoid", [f]), keep])
-    update = g.add("Mul", [g.add("Sigmoid", [i]), g.add("Tanh", [candidate])])
-    c_name, h_name = s.outs()
-    c = g.add("Add", [g.add("Mul", [forget, c_prev]), update], c_name)
-    h = g.add("Mul", [g.add("Sigmoid", [o]), g.add("Tanh", [c])], h_name)
-    return [c, h]

@@ -61,6 +61,7 @@ class Graph:
         self.nodes = []
         self.initializers = []  # (name, array)
         self.inputs = []
+        self.extra_outputs = []  # (value, shape): graph outputs that are no blob's (a layer's state)
         self._used = set()
         self._reserved = set(blob_names)   # a blob's name only ever names a version of that blob
         self._last_writers = last_writers  # blob name -> index of the layer writing it last

@@ -5,8 +5,8 @@ for how results are compared."""
 import numpy as np
 import pytest
 
-from onnx_check import (assert_matches, export_and_run, fill_from, net_from_text, onnx,
-                        randomize_statistics)
+from onnx_check import (assert_matches, export_and_run, fill_from, net_from_text, onnx, ort,
+                        randomize_statistics, relative_error)
 import pycaffelite as pcl
 from pycaffelite.errors import PclError
 from pycaffelite.io import protoio
@@ -204,6 +204,21 @@ CASES = {
     "lstm_unit": _input((1, 3, 4), (1, 3, 16), (1, 3)) + """
         layer { name: "u" type: "LSTMUnit" bottom: "data" bottom: "second" bottom: "third"
           top: "c" top: "h" }""",
+    "lstm_static_input": _input((4, 3, 2, 2), (4, 3), (3, 5)) + """
+        layer { name: "lstm" type: "LSTM" bottom: "data" bottom: "second" bottom: "third"
+          top: "h" recurrent_param { num_output: 6 weight_filler { type: "gaussian" std: 0.5 }
+          bias_filler { type: "gaussian" std: 0.5 } } }""",
+    "lstm_expose_hidden": _input((3, 2, 4), (3, 2), (1, 2, 5)) + """
+        layer { name: "lstm" type: "LSTM" bottom: "data" bottom: "second" bottom: "third"
+          bottom: "third" top: "h" top: "hT" top: "cT" recurrent_param { num_output: 5
+          expose_hidden: true weight_filler { type: "gaussian" std: 0.5 } } }""",
+    "rnn": _input((4, 3, 2), (4, 3), (1, 3, 5)) + """
+        layer { name: "rnn" type: "RNN" bottom: "data" bottom: "second" top: "o"
+          recurrent_param { num_output: 5 weight_filler { type: "gaussian" std: 0.5 }
+          bias_filler { type: "gaussian" std: 0.5 } } }
+        layer { name: "rnn2" type: "RNN" bottom: "data" bottom: "second" bottom: "third"
+          top: "o2" top: "hT" recurrent_param { num_output: 5 expose_hidden: true
+          weight_filler { type: "gaussian" std: 0.5 } } }""",
     "sources_and_sinks": _input((2, 3)) + """
         layer { name: "dummy" type: "DummyData" top: "dummy"
           dummy_data_param { shape { dim: 2 dim: 3 } data_filler { type: "constant" value: 1.5 } } }
@@ -251,6 +266,32 @@ def test_argmax_breaks_ties_as_caffe(tmp_path):
 def test_lstm_unit_with_sequence_starts(tmp_path):
     cont = np.array([[1, 0, 1]], np.float32)
     _check(tmp_path, CASES["lstm_unit"], feeds={"third": cont}, expected=("c", "h"))
+
+
+@pytest.mark.parametrize("case", ["lstm_static_input", "lstm_expose_hidden", "rnn"])
+def test_recurrent_layers_with_sequences_starting_mid_batch(tmp_path, case):
+    steps, streams = net_from_text(CASES[case]).blobs["second"].shape
+    cont = np.ones((steps, streams), np.float32)
+    cont[0, 0] = cont[2, 1] = 0
+    _check(tmp_path, CASES[case], feeds={"second": cont})
+
+
+def test_carried_state_becomes_graph_inputs_and_outputs(tmp_path):
+    """Without expose_hidden the state of one call is the next call's start: in ONNX it is
+    fed back by hand, and the second call then matches the net's second forward."""
+    net = net_from_text(CASES["lstm_static_input"])
+    model = export_onnx(net, tmp_path / "lstm.onnx")
+    assert [i.name for i in model.graph.input] == ["data", "second", "third", "lstm/h0", "lstm/c0"]
+    assert [o.name for o in model.graph.output] == ["h", "lstm/hT", "lstm/cT"]
+    session = ort.InferenceSession(str(tmp_path / "lstm.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(5)
+    state = {"lstm/h0": np.zeros((1, 3, 6), np.float32), "lstm/c0": np.zeros((1, 3, 6), np.float32)}
+    for call in range(2):
+        feeds = {"data": rng.normal(0, 1, (4, 3, 2, 2)).astype(np.float32),
+                 "second": np.ones((4, 3), np.float32), "third": rng.normal(0, 1, (3, 5)).astype(np.float32)}
+        h, state["lstm/h0"], state["lstm/c0"] = session.run(None, {**feeds, **state})
+        expected = net.forward(**feeds)["h"]
+        assert relative_error(expected, h) <= 1e-4, call
 
 
 def test_index_layers(tmp_path):
