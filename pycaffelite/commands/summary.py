@@ -29,7 +29,8 @@ def _stages(values):
                                 "checks that they fit and says which layers they cover.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="BLOB=N,C,H,W",
               help="The shape of an input or data-layer top (repeat for several).")
-@click.option("--batch", type=click.IntRange(min=1), help="Give every input this batch size.")
+@click.option("--batch", type=click.IntRange(min=1),
+              help="Give every input (and data layer) this size along axis 0.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def command(net, phase, stage, level, weights, input_shapes, batch, as_json):
     """Summarise a net: shapes, params, multiply-adds, memory, receptive field."""
