@@ -10,10 +10,14 @@ Dropout passes its input on and BatchNorm uses its stored statistics). Graph inp
 carry the net's input and output blob names. A layer that cannot be written exactly is refused:
 one PclError names every such layer with its type and the reason.
 
+Recurrent layers (LSTM, RNN) are unrolled over their T steps; the state Caffe carries from one
+forward call to the next becomes extra graph inputs and outputs (see `recurrent`).
+
 Modules: `build` walks the layers and assembles and checks the model; `graph` holds the graph
 being built and the converter registry; `vision` (convolution, pooling, LRN), `elementwise`
-(neurons, Eltwise), `normalization` (BatchNorm, Scale, Bias, MVN) and `tensors` (sources,
-shapes, InnerProduct, Softmax, selection) hold one converter per layer type.
+(neurons, Eltwise), `normalization` (BatchNorm, Scale, Bias, MVN), `tensors` (sources, shapes,
+InnerProduct, Softmax, selection) and `recurrent` (LSTM, RNN, LSTMUnit) hold one converter per
+layer type.
 
 Needs the optional `onnx` package (`pip install pycaffelite[onnx]`, which also brings
 onnxruntime for checking the exported graph).

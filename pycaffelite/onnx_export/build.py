@@ -110,9 +110,11 @@ def _assemble(net, g, values, opset, blob_outputs):
     outputs, listed = [], set()
     for blob in list(net.outputs) + [b for b in blob_outputs if b not in net.outputs]:
         value = values[blob]
-        if value in input_names:
+        if value in input_names and blob not in blob_outputs:
             continue  # an Input top nothing consumes: neither an input nor an output of the graph
-        if value != blob and not g.is_used(blob):
+        if value in input_names:
+            value = g.identity(value, g.fresh(f"{blob}/output"))
+        elif value != blob and not g.is_used(blob):
             value = g.identity(value, g.claim(blob))
         elif value in listed:  # a second blob with the same value (a Split top)
             value = g.identity(value, g.fresh(f"{blob}/output"))

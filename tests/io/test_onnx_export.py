@@ -406,6 +406,10 @@ def test_names_of_inputs_outputs_and_in_place_versions(tmp_path):
     produced = [name for node in model.graph.node for name in node.output]
     # ip1's last writer, drop1, hands relu1's value on: no value is named "ip1".
     assert produced == ["ip1/ip1", "ip1/relu1", "ip2", "prob"]
+    # Asked-for blobs become outputs under their names where free (an input's is taken).
+    model = export_onnx(net_from_text(text), tmp_path / "net.onnx", outputs=["data", "ip1"])
+    assert [o.name for o in model.graph.output] == ["prob", "data/output", "ip1"]
+    assert [o.doc_string for o in model.graph.output] == ['blob "prob"', 'blob "data"', 'blob "ip1"']
 
 
 def test_missing_onnx_package_is_one_clear_error(tmp_path, monkeypatch):
