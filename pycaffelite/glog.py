@@ -15,10 +15,11 @@ or 1. One difference on purpose: without GLOG_log_dir Caffe writes its log files
 pcl writes files only when asked (GLOG_log_dir, or `pcl train --log FILE`).
 
 A glog file per severity holds the lines of that severity and above. It is created at its first
-line as `<program>.<host>.<user>.log.<SEVERITY>.<yyyymmdd>-<hhmmss>.<pid>` (local time of that
-line; the user from $USER, else "invalid-user"), starts with glog's three header lines, and the
-symlink `<program>.<SEVERITY>` beside it is pointed at it. Files are appended line by line and
-flushed, so `tail -f` follows a run (they are logs, not outputs written once).
+line as `pcl.<host>.<user>.log.<SEVERITY>.<yyyymmdd>-<hhmmss>.<pid>` (glog's program name is
+pcl; the local time of that line; the user from $USER, else "invalid-user"), starts with glog's
+three header lines, and the symlink `pcl.<SEVERITY>` beside it is pointed at it. Files are
+appended line by line and flushed, so `tail -f` follows a run (they are logs, not outputs
+written once).
 """
 import dataclasses
 import logging
@@ -104,11 +105,11 @@ def host_name():
     return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
 
 
-def log_file_name(severity, created, program=PROGRAM, pid=None):
-    """glog's name for the `severity` file of a process whose first such line came at `created`."""
+def log_file_name(severity, created):
+    """glog's name for the `severity` file of this process, whose first such line came at
+    `created`."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(created))
-    pid = os.getpid() if pid is None else pid
-    return f"{program}.{host_name()}.{user_name()}.log.{severity}.{stamp}.{pid}"
+    return f"{PROGRAM}.{host_name()}.{user_name()}.log.{severity}.{stamp}.{os.getpid()}"
 
 
 def file_header(created):
@@ -121,11 +122,10 @@ def file_header(created):
 class GlogFileHandler(logging.Handler):
     """The log file of one glog severity in `folder`, made at its first line."""
 
-    def __init__(self, folder, severity, program=PROGRAM):
+    def __init__(self, folder, severity):
         super().__init__(level=LEVELS[SEVERITIES.index(severity)])
         self.folder = folder
         self.severity = severity
-        self.program = program
         self.path = None
         self.stream = None
 
@@ -139,11 +139,11 @@ class GlogFileHandler(logging.Handler):
             self.handleError(record)
 
     def _open(self, created):
-        name = log_file_name(self.severity, created, self.program)
+        name = log_file_name(self.severity, created)
         self.path = os.path.join(self.folder, name)
         self.stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
         self.stream.write(file_header(created))
-        link = os.path.join(self.folder, f"{self.program}.{self.severity}")
+        link = os.path.join(self.folder, f"{PROGRAM}.{self.severity}")
         try:
             if os.path.lexists(link):
                 os.remove(link)

@@ -7,7 +7,6 @@ import re
 import pytest
 
 from pycaffelite import log_parse
-from pycaffelite.errors import PclError
 
 from tiny_training import pcl_logger_restored, run_pcl, train_tiny  # noqa: F401 - fixture
 
