@@ -213,6 +213,10 @@ class LivePlot(logging.Handler):
         super().__init__(logging.INFO)
         _figure_format(path)  # a bad name or a missing matplotlib fails before training starts
         self.path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise PclError(f"{self.path}: the folder {folder} does not exist; create it or choose "
+                           f"another place for the chart")
         self.label = label
         self.parser = LogParser(datetime.date.today().year)
         self.setFormatter(training_log.GlogFormatter())

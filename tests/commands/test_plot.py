@@ -85,6 +85,8 @@ def test_mistakes_are_clear_errors(caffe_log, tmp_path, capsys):
     assert 'nothing to draw for the chart "Test accuracy vs. Iters"' in capsys.readouterr().err
     assert run_pcl("plot", caffe_log) == 1
     assert "needs at least one log and the picture" in capsys.readouterr().err
+    with pytest.raises(PclError, match=r"no/curves.png: the folder .*no does not exist"):
+        plot.LivePlot(str(tmp_path / "no" / "curves.png"))
     assert not os.path.exists(tmp_path / "a.png")
 
 
