@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from pycaffelite import device
+from pycaffelite.cli import main as pcl_main
 
 
 class StandInDevice(device.Device):
@@ -54,3 +55,19 @@ def any_mode(request):
         device.install_device(StandInDevice())
         device.set_mode_gpu()
     return request.param
+
+
+@pytest.fixture
+def run_pcl(capsys):
+    """`run_pcl(*args)` runs `pcl ARGS` in this process; returns (exit status, stdout, stderr)."""
+
+    def run(*args):
+        try:
+            pcl_main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

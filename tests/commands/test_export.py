@@ -7,7 +7,6 @@ import pytest
 
 from onnx_check import ort
 import pycaffelite as pcl
-from pycaffelite.cli import main
 from pycaffelite.commands.export import parse_input_shape
 from pycaffelite.errors import PclError
 
@@ -15,14 +14,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LENET = os.path.join(ROOT, "models", "lenet", "lenet_deploy.prototxt")
 
 
-def run_pcl(capsys, *args):
-    try:
-        main(["export", *args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -34,9 +25,9 @@ def trained(tmp_path):
     return str(path)
 
 
-def test_exported_model_computes_what_the_net_computes(capsys, tmp_path, trained):
+def test_exported_model_computes_what_the_net_computes(run_pcl, tmp_path, trained):
     out = tmp_path / "lenet.onnx"
-    code, stdout, err = run_pcl(capsys, LENET, trained, str(out), "--input-shape", "data:2,1,28,28",
+    code, stdout, err = run_pcl("export", LENET, trained, str(out), "--input-shape", "data:2,1,28,28",
                                 "--opset", "13", "--output", "ip1")
     assert code == 0, err
     assert stdout.startswith(f"Wrote {out}: ONNX opset 13,")
@@ -58,19 +49,19 @@ def test_exported_model_computes_what_the_net_computes(capsys, tmp_path, trained
     (["--opset", "7"], "ONNX opset 7 is not supported"),
     (["--output", "fc9"], "no blob named 'fc9'"),
 ])
-def test_mistakes_are_one_line(capsys, tmp_path, trained, args, message):
+def test_mistakes_are_one_line(run_pcl, tmp_path, trained, args, message):
     out = tmp_path / "lenet.onnx"
-    code, stdout, err = run_pcl(capsys, LENET, trained, str(out), *args)
+    code, stdout, err = run_pcl("export", LENET, trained, str(out), *args)
     assert code == 1
     assert err.startswith("pcl: error: ") and message in err and err.count("\n") == 1
     assert not out.exists()
 
 
-def test_missing_weights_and_refused_nets(capsys, tmp_path, trained):
-    code, _, err = run_pcl(capsys, LENET, str(tmp_path / "none.caffemodel"), str(tmp_path / "a.onnx"))
+def test_missing_weights_and_refused_nets(run_pcl, tmp_path, trained):
+    code, _, err = run_pcl("export", LENET, str(tmp_path / "none.caffemodel"), str(tmp_path / "a.onnx"))
     assert code == 1 and "none.caffemodel" in err
     timing = os.path.join(ROOT, "models", "lenet", "lenet_time.prototxt")
-    code, _, err = run_pcl(capsys, timing, trained, str(tmp_path / "a.onnx"))
+    code, _, err = run_pcl("export", timing, trained, str(tmp_path / "a.onnx"))
     assert code == 1 and '"loss" (SoftmaxWithLoss)' in err and err.count("\n") == 1
 
 

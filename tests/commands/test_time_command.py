@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from pycaffelite import device, timing
-from pycaffelite.cli import main
 from pycaffelite.commands.time import check_data_sources
 from pycaffelite.errors import PclError
 from pycaffelite.io import protoio
@@ -44,20 +43,11 @@ def small_net(tmp_path):
     return str(path)
 
 
-def run_pcl(capsys, *args):
-    """Run `pcl time ...` in process; returns (exit code, stdout, stderr)."""
-    try:
-        main(["time", *args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- Caffe's wording, the table, JSON --------------------------------------------------------------
-def test_text_output_has_caffes_lines_in_caffes_order(capsys, small_net):
-    code, out, _ = run_pcl(capsys, "--model", small_net, "--iterations", "2")
+def test_text_output_has_caffes_lines_in_caffes_order(run_pcl, small_net):
+    code, out, _ = run_pcl("time", "--model", small_net, "--iterations", "2")
     assert code == 0
     lines = out.splitlines()
     expected = [r"Use CPU\.", r"Performing Forward", rf"Initial loss: {NUMBER}", r"Performing Backward",
@@ -77,8 +67,8 @@ def test_text_output_has_caffes_lines_in_caffes_order(capsys, small_net):
     assert re.search(r"conv1\s+Convolution\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+%", table)
 
 
-def test_json_output_parses_and_lists_every_layer(capsys, small_net):
-    code, out, _ = run_pcl(capsys, "--model", small_net, "--iterations", "3", "--json")
+def test_json_output_parses_and_lists_every_layer(run_pcl, small_net):
+    code, out, _ = run_pcl("time", "--model", small_net, "--iterations", "3", "--json")
     assert code == 0
     report = json.loads(out)
     assert [layer["name"] for layer in report["layers"]] == ["data", "conv1", "relu1", "ip1", "loss"]
@@ -91,15 +81,15 @@ def test_json_output_parses_and_lists_every_layer(capsys, small_net):
     assert report["initial_loss"] == pytest.approx(np.log(3), rel=1e-5)
 
 
-def test_caffe_single_dash_flags_and_stage_and_level(capsys, small_net):
-    code, out, _ = run_pcl(capsys, "-model", small_net, "-iterations", "1", "-phase", "TEST",
+def test_caffe_single_dash_flags_and_stage_and_level(run_pcl, small_net):
+    code, out, _ = run_pcl("time", "-model", small_net, "-iterations", "1", "-phase", "TEST",
                            "-stage", "fast,other", "-level", "2", "--json")
     assert code == 0
     report = json.loads(out)
     names = [layer["name"] for layer in report["layers"]]
     assert "fast_only" in names and "deep_only" in names
     assert report["phase"] == "TEST" and report["stages"] == ["fast", "other"] and report["level"] == 2
-    code, out, _ = run_pcl(capsys, "--model", small_net, "--iterations", "1", "--json")
+    code, out, _ = run_pcl("time", "--model", small_net, "--iterations", "1", "--json")
     names = [layer["name"] for layer in json.loads(out)["layers"]]
     assert "fast_only" not in names and "deep_only" not in names
 
@@ -185,21 +175,21 @@ def test_timing_in_cpu_and_stand_in_gpu_mode(any_mode, small_net):
 
 
 # -- user mistakes ---------------------------------------------------------------------------------
-def test_missing_model_is_one_clear_error(capsys):
-    code, out, err = run_pcl(capsys, "--iterations", "2")
+def test_missing_model_is_one_clear_error(run_pcl):
+    code, out, err = run_pcl("time", "--iterations", "2")
     assert code == 1 and "need a model definition to time" in err and "Traceback" not in err
 
 
-def test_missing_model_file_is_one_clear_error(capsys, tmp_path):
-    code, _, err = run_pcl(capsys, "--model", str(tmp_path / "nope.prototxt"))
+def test_missing_model_file_is_one_clear_error(run_pcl, tmp_path):
+    code, _, err = run_pcl("time", "--model", str(tmp_path / "nope.prototxt"))
     assert code == 1 and "nope.prototxt" in err and "Traceback" not in err
 
 
-def test_missing_data_source_is_named_with_advice(capsys, tmp_path):
+def test_missing_data_source_is_named_with_advice(run_pcl, tmp_path):
     net = tmp_path / "with_data.prototxt"
     net.write_text('name: "n" layer { name: "mnist" type: "Data" top: "data" top: "label" '
                    'data_param { source: "no/such_lmdb" batch_size: 4 backend: LMDB } }')
-    code, _, err = run_pcl(capsys, "--model", str(net))
+    code, _, err = run_pcl("time", "--model", str(net))
     assert code == 1
     assert '"no/such_lmdb"' in err and 'layer "mnist"' in err and "Input layers" in err
 
@@ -224,20 +214,20 @@ def test_a_source_with_a_recipe_counts_as_present(tmp_path):
     check_data_sources(str(net), caffe_pb2.NetState(phase=caffe_pb2.TRAIN))
 
 
-def test_bad_gpu_flag_is_a_clear_error_and_leaves_cpu_mode(capsys, small_net):
-    code, _, err = run_pcl(capsys, "--model", small_net, "--gpu", "first")
+def test_bad_gpu_flag_is_a_clear_error_and_leaves_cpu_mode(run_pcl, small_net):
+    code, _, err = run_pcl("time", "--model", small_net, "--gpu", "first")
     assert code == 1 and "--gpu expects device ids" in err
     assert device.mode() == device.CPU
 
 
-def test_gpu_without_a_gpu_is_a_clear_error_and_leaves_cpu_mode(capsys, small_net):
-    code, _, err = run_pcl(capsys, "--model", small_net, "--gpu", "0")
+def test_gpu_without_a_gpu_is_a_clear_error_and_leaves_cpu_mode(run_pcl, small_net):
+    code, _, err = run_pcl("time", "--model", small_net, "--gpu", "0")
     assert code == 1 and "GPU" in err and "Traceback" not in err
     assert device.mode() == device.CPU
 
 
-def test_iterations_must_be_positive(capsys, small_net):
-    code, _, err = run_pcl(capsys, "--model", small_net, "--iterations", "0")
+def test_iterations_must_be_positive(run_pcl, small_net):
+    code, _, err = run_pcl("time", "--model", small_net, "--iterations", "0")
     assert code == 2 and "iterations" in err
 
 
@@ -265,7 +255,7 @@ def _shrunk_copy(path, batch, tmp_path):
 
 @pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
 @pytest.mark.parametrize("model", model_nets())
-def test_every_reference_net_times_in_both_phases(capsys, monkeypatch, tmp_path, model, phase):
+def test_every_reference_net_times_in_both_phases(run_pcl, monkeypatch, tmp_path, model, phase):
     monkeypatch.chdir(ROOT)  # data paths in the nets are relative to the repository root
     state = caffe_pb2.NetState(phase=caffe_pb2.Phase.Value(phase))
     try:
@@ -274,7 +264,7 @@ def test_every_reference_net_times_in_both_phases(capsys, monkeypatch, tmp_path,
         pytest.skip(f"its data is not in this checkout: {exc}")
     folder = os.path.basename(os.path.dirname(model))
     path = _shrunk_copy(model, SHRINK_BATCH[folder], tmp_path) if folder in SHRINK_BATCH else model
-    code, out, err = run_pcl(capsys, "--model", path, "--phase", phase, "--iterations", "1", "--json")
+    code, out, err = run_pcl("time", "--model", path, "--phase", phase, "--iterations", "1", "--json")
     assert code == 0, err
     report = json.loads(out)
     expected = Net(path, phase).layer_names

@@ -6,7 +6,6 @@ import shutil
 import pytest
 
 import caffe.draw
-from pycaffelite.cli import main
 from pycaffelite.errors import PclError
 from pycaffelite.io import protoio
 from pycaffelite.proto import caffe_pb2
@@ -189,14 +188,6 @@ def test_render_png_and_svg(tmp_path):
 
 # -- pcl draw ----------------------------------------------------------------------------------
 
-def run_pcl(capsys, *args):
-    try:
-        main(["draw", *args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -206,9 +197,9 @@ def net_file(tmp_path):
     return path
 
 
-def test_cli_writes_dot(capsys, tmp_path, net_file):
+def test_cli_writes_dot(run_pcl, tmp_path, net_file):
     out = tmp_path / "lenet.dot"
-    code, _, err = run_pcl(capsys, str(net_file), str(out), "--rankdir", "TB", "--phase", "TEST",
+    code, _, err = run_pcl("draw", str(net_file), str(out), "--rankdir", "TB", "--phase", "TEST",
                            "-display_lrm")
     assert code == 0 and err == f"Drawing net to {out}\n"
     text = out.read_text()
@@ -216,39 +207,39 @@ def test_cli_writes_dot(capsys, tmp_path, net_file):
     assert "lr mult: 1.0, 2.0" in text
 
 
-def test_cli_upgrades_legacy_nets(capsys, tmp_path):
+def test_cli_upgrades_legacy_nets(run_pcl, tmp_path):
     net = tmp_path / "old.prototxt"
     net.write_text(V1_NET)
-    code, _, _ = run_pcl(capsys, str(net), str(tmp_path / "old.dot"))
+    code, _, _ = run_pcl("draw", str(net), str(tmp_path / "old.dot"))
     assert code == 0 and '"conv_Convolution"' in (tmp_path / "old.dot").read_text()
 
 
-def test_cli_without_graphviz(capsys, tmp_path, monkeypatch, net_file):
+def test_cli_without_graphviz(run_pcl, tmp_path, monkeypatch, net_file):
     monkeypatch.setenv("PATH", str(tmp_path))
-    code, _, err = run_pcl(capsys, str(net_file), str(tmp_path / "lenet.png"))
+    code, _, err = run_pcl("draw", str(net_file), str(tmp_path / "lenet.png"))
     assert code == 1
     assert err.count("\n") == 1 and err.startswith(f"pcl: error: {tmp_path / 'lenet.png'}: ")
     assert "apt install graphviz" in err
-    assert run_pcl(capsys, str(net_file), str(tmp_path / "lenet.dot"))[0] == 0
+    assert run_pcl("draw", str(net_file), str(tmp_path / "lenet.dot"))[0] == 0
 
 
 @pytest.mark.parametrize("output, message", [("lenet.txt", 'unknown drawing format "txt"'),
                                              ("lenet", "no extension")])
-def test_cli_bad_extension(capsys, tmp_path, net_file, output, message):
-    code, _, err = run_pcl(capsys, str(net_file), str(tmp_path / output))
+def test_cli_bad_extension(run_pcl, tmp_path, net_file, output, message):
+    code, _, err = run_pcl("draw", str(net_file), str(tmp_path / output))
     assert code == 1 and err.count("\n") == 1 and err.startswith("pcl: error: ") and message in err
 
 
-def test_cli_bad_net_files(capsys, tmp_path):
+def test_cli_bad_net_files(run_pcl, tmp_path):
     bad = tmp_path / "bad.prototxt"
     bad.write_text('layer { name: "a" typo: "ReLU" }\n')
-    code, _, err = run_pcl(capsys, str(bad), str(tmp_path / "bad.dot"))
+    code, _, err = run_pcl("draw", str(bad), str(tmp_path / "bad.dot"))
     assert code == 1 and err.startswith(f"pcl: error: {bad}:1:19: ") and err.count("\n") == 1
-    code, _, err = run_pcl(capsys, str(tmp_path / "missing.prototxt"), str(tmp_path / "m.dot"))
+    code, _, err = run_pcl("draw", str(tmp_path / "missing.prototxt"), str(tmp_path / "m.dot"))
     assert code == 1 and "no such file" in err and err.count("\n") == 1
 
 
 @needs_graphviz
-def test_cli_renders_png(capsys, tmp_path, net_file):
-    code, _, _ = run_pcl(capsys, str(net_file), str(tmp_path / "lenet.png"))
+def test_cli_renders_png(run_pcl, tmp_path, net_file):
+    code, _, _ = run_pcl("draw", str(net_file), str(tmp_path / "lenet.png"))
     assert code == 0 and (tmp_path / "lenet.png").read_bytes().startswith(b"\x89PNG")
