@@ -4,9 +4,12 @@ Layers read and write blobs through the accessors for the current mode (`read_da
 `write_data`, `read_diff`, `write_diff`); `data` and `diff` are pycaffe's host views (numpy arrays
 that can be written in place). Memory is kept when a reshape shrinks the blob, as in Caffe.
 """
+import math
+
 import numpy as np
 
 from . import device as _device
+from . import memory
 from .errors import PclError
 from .syncedmem import SyncedMem
 
@@ -49,10 +52,13 @@ class Blob:
             raise PclError(f"a blob may have at most {MAX_BLOB_AXES} axes, got shape {shape}")
         if any(d < 0 for d in shape):
             raise PclError(f"blob dimensions must be non-negative, got shape {shape}")
+        count = math.prod(shape)  # exact: a product beyond 64 bits is refused below, not wrapped
+        if count > self._capacity:
+            memory.check_bytes(count * self.dtype.itemsize, f"a {self.dtype} blob of shape {shape}")
         self._shape = shape
-        self._count = int(np.prod(shape, dtype=np.int64))
-        if self._count > self._capacity:
-            self._capacity = self._count
+        self._count = count
+        if count > self._capacity:
+            self._capacity = count
             self._data = SyncedMem(self._capacity, self.dtype)
             self._diff = SyncedMem(self._capacity, self.dtype)
 

@@ -49,8 +49,6 @@ def _uniform(param, shape, rng):
 def _gaussian(param, shape, rng):
     values = rng.normal(param.mean, param.std, size=shape)
     if param.sparse >= 0:
-        if len(shape) < 1:
-            raise PclError("the gaussian filler's sparse option needs a blob with at least one axis")
         keep_probability = param.sparse / shape[0]
         values *= rng.random(size=shape) < keep_probability
     return values
@@ -73,8 +71,6 @@ def _msra(param, shape, rng):
 
 
 def _bilinear(param, shape, rng):
-    if len(shape) != 4 or shape[2] != shape[3]:
-        raise PclError(f"the bilinear filler needs a 4-d blob with a square kernel, got shape {shape}")
     size = shape[3]
     factor = math.ceil(size / 2.0)
     center = (2 * factor - 1 - factor % 2) / (2.0 * factor)
@@ -93,15 +89,55 @@ FILLERS = {
 }
 
 
+# The numbers each filler reads (all must be finite).
+_NUMBERS = {"constant": ("value",), "uniform": ("min", "max"), "gaussian": ("mean", "std")}
+
+
+def check(filler_param, shape):
+    """Refuse settings the filler cannot use for a blob of `shape` (one PclError saying which);
+    return a note for a setting it uses as Caffe would but that is most likely a mistake, or
+    None. The filler's owner (a layer) prefixes both with its name."""
+    kind = filler_param.type
+    shape = tuple(shape)
+    if kind not in FILLERS:
+        raise PclError(f'unknown filler type "{kind}"; known: {", ".join(FILLERS)}')
+    for field in _NUMBERS.get(kind, ()):
+        if not math.isfinite(getattr(filler_param, field)):
+            raise PclError(f"the {kind} filler's {field} must be a finite number, found "
+                           f"{getattr(filler_param, field)}")
+    if kind == "gaussian" and filler_param.std < 0:
+        raise PclError(f"the gaussian filler's std must not be negative, found {filler_param.std:g}; "
+                       f"give the standard deviation (e.g. std: 0.01)")
+    if kind == "uniform" and filler_param.min > filler_param.max:
+        raise PclError(f"the uniform filler's min ({filler_param.min:g}) is above its max "
+                       f"({filler_param.max:g}); swap them")
+    if filler_param.sparse < -1:
+        raise PclError(f"sparse must be a count >= 0 (or -1, the default, for none), found "
+                       f"{filler_param.sparse}")
+    if filler_param.sparse != -1 and kind != "gaussian":
+        raise PclError(f'sparse applies to the gaussian filler only, found sparse: '
+                       f'{filler_param.sparse} with type "{kind}"; remove sparse')
+    if kind == "bilinear" and (len(shape) != 4 or shape[2] != shape[3]):
+        raise PclError(f"the bilinear filler needs a 4-d blob with a square kernel, found shape {shape}")
+    name = "gaussian filler with sparse" if kind == "gaussian" else f"{kind} filler"
+    divides_by = {"xavier": "fans", "msra": "fans", "positive_unitball": "rows",
+                  "gaussian": "rows" if filler_param.sparse >= 0 else None}.get(kind)
+    if divides_by and not shape:
+        raise PclError(f"the {name} needs a blob with at least one axis, found a scalar")
+    if divides_by and not math.prod(shape):
+        raise PclError(f"the {name} divides by the blob's {divides_by}, and this blob holds no "
+                       f"values; check the sizes that make it")
+    if kind == "positive_unitball" and len(shape) == 1 and shape[0] > 1:
+        return (f"the positive_unitball filler makes each of the {shape[0]} rows of a blob of "
+                f"shape {shape} sum to 1, and these rows hold one value each: every value becomes "
+                f"1 (as in Caffe); say constant value: 1 if that is meant")
+    return None
+
+
 def filled_values(filler_param, shape):
-    """A float64 host array of `shape` filled as `filler_param` says."""
-    try:
-        make = FILLERS[filler_param.type]
-    except KeyError:
-        raise PclError(f'unknown filler type "{filler_param.type}"; known: {", ".join(FILLERS)}') from None
-    if filler_param.type in ("xavier", "msra", "positive_unitball") and len(shape) < 1:
-        raise PclError(f"the {filler_param.type} filler needs a blob with at least one axis")
-    return make(filler_param, tuple(shape), device.rng())
+    """A float64 host array of `shape` filled as `filler_param` says (checked by `check`)."""
+    check(filler_param, shape)
+    return FILLERS[filler_param.type](filler_param, tuple(shape), device.rng())
 
 
 def fill(blob, filler_param):

@@ -18,7 +18,7 @@ import os
 import numpy as np
 from google.protobuf import text_format
 
-from . import net_build
+from . import memory, net_build
 from .blob import Blob
 from .errors import PclError
 from .io import protoio, upgrade
@@ -116,6 +116,8 @@ class Net(PycaffeNet):
         blob_name_to_id = {}
         available = set()
         memory_used = 0
+        data_memory = {}  # id -> every distinct data memory of the blobs so far (kept alive)
+        data_bytes = 0
 
         for layer_id, shared_param in enumerate(self.param.layer):
             layer_param = caffe_pb2.LayerParameter()
@@ -189,6 +191,13 @@ class Net(PycaffeNet):
                     log.info("    with loss weight %s", fmt(weight))
                 memory_used += self.blob_list[blob_id].count
             log.info("Memory required for data: %d", memory_used * self.dtype.itemsize)
+            for blob in list(tops) + list(layer.blobs):
+                mem = blob.data_mem
+                if id(mem) not in data_memory:
+                    data_memory[id(mem)] = mem
+                    data_bytes += mem.count * mem.dtype.itemsize
+            memory.check_total(data_bytes, f'{self.source}: layer "{layer_param.name}" '
+                                           f"({layer_param.type}): the blobs of the layers up to here")
 
             given_specs = len(layer_param.param)
             if given_specs > len(layer.blobs):
@@ -239,15 +248,24 @@ class Net(PycaffeNet):
 
     def _explain(self, exc, layer, stage):
         """Make an exception raised by a layer say where to look: a PclError is raised again
-        prefixed with the net's file; an exception of a Python layer's own code is marked with
-        the layer, module and line (and re-raised unchanged by the caller); one raised by a
-        backward pass before any forward pass becomes a PclError saying so."""
+        prefixed with the net's file and the layer (where the message does not name them); an
+        exception of a Python layer's own code is marked with the layer, module and line (and
+        re-raised unchanged by the caller); a MemoryError becomes a PclError naming the layer;
+        one raised by a backward pass before any forward pass becomes a PclError saying so."""
         if isinstance(exc, PclError):
             message = str(exc)
-            if not message.startswith(self.source):
-                raise type(exc)(f"{self.source}: {message}") from None
+            prefix = f"{self.source}: "
+            body = message[len(prefix):] if message.startswith(prefix) else message
+            if layer is not None and f'layer "{layer.name}"' not in body:
+                body = f'layer "{layer.name}" ({layer.type}): {body}'
+            if prefix + body != message:
+                raise type(exc)(prefix + body) from None
         elif getattr(layer, "is_user_code", False):
             describe_user_error(exc, layer, stage)
+        elif isinstance(exc, MemoryError):
+            where = f'layer "{layer.name}" ({layer.type}) ' if layer is not None else ""
+            raise PclError(f"{self.source}: {where}ran out of memory ({stage}: {exc}); lower "
+                           f"the batch size or the layers' sizes, or free memory") from None
         elif stage == "backward" and not self._forward_done:
             raise PclError(f'{self.source}: layer "{layer.name}" ({layer.type}): backward() was '
                            f"called before any forward(); its backward needs the results of its "
@@ -396,7 +414,8 @@ class Net(PycaffeNet):
 
     def reshape(self):
         for layer, bottoms, tops in zip(self.layers, self.bottom_vecs, self.top_vecs):
-            layer.reshape(bottoms, tops)
+            with self._reporting(layer, "reshape"):
+                layer.reshape(bottoms, tops)
 
     def clear_param_diffs(self):
         for blob in self.learnable_params:

@@ -14,11 +14,16 @@ The Net calls `initialize` once (blob-count checks, setup, reshape, loss weights
 nothing changed. Bodies use `self.xp` (numpy or cupy) and the blob accessors
 `read_data/write_data/read_diff/write_diff`, so one body runs in both modes.
 """
+import logging
+import math
+
 import numpy as np
 
-from .. import device
+from .. import device, memory
 from ..blob import Blob
 from ..errors import PclError
+
+log = logging.getLogger("pycaffelite")
 
 
 class Layer:
@@ -73,13 +78,27 @@ class Layer:
 
     def add_param_blob(self, shape, filler_param=None):
         """Create a param blob, fill it (if a filler is given) and append it to `self.blobs`."""
-        from ..filler import fill  # noqa: PLC0415 - filler imports the schema
+        from .. import filler  # noqa: PLC0415 - filler imports the schema
 
+        if filler_param is not None:
+            self.check_filler(filler_param, shape, f"the filler of param {len(self.blobs)}")
         blob = self.make_blob(shape)
         if filler_param is not None:
-            fill(blob, filler_param)
+            filler.fill(blob, filler_param)
         self.blobs.append(blob)
         return blob
+
+    def check_filler(self, filler_param, shape, what):
+        """`filler.check` for a blob of `shape`, its error naming this layer and `what` (e.g.
+        "the filler of param 0"); its note about a likely mistake is logged as a warning."""
+        from .. import filler  # noqa: PLC0415 - filler imports the schema
+
+        try:
+            note = filler.check(filler_param, shape)
+        except PclError as exc:
+            raise self.error(f"{what} (shape {tuple(shape)}): {exc}") from None
+        if note:
+            log.warning('layer "%s" (%s): %s: %s', self.name, self.type, what, note)
 
     # -- the contract --------------------------------------------------------------------------
     def setup(self, bottom, top):
@@ -211,6 +230,8 @@ class Workspace:
         array = self._arrays.get(name)
         if (array is None or array.shape != tuple(shape) or array.dtype != dtype
                 or not isinstance(array, xp.ndarray)):
+            memory.check_bytes(math.prod(shape) * np.dtype(dtype).itemsize,
+                               f"a work buffer of shape {tuple(shape)}")
             array = xp.empty(shape, dtype) if fill is None else xp.full(shape, fill, dtype)
             if init is not None:
                 init(array)

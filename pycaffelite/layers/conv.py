@@ -28,14 +28,15 @@ products pack it (`_implicit`: no column buffer pass); 1x1 convolutions with str
 skip im2col in the forward and data directions altogether (one batched product over the images).
 Every choice is checked against direct references and gradient checks in the tests.
 """
+import math
 import threading
 
 import numpy as np
 
-from .. import parallel
+from .. import memory, parallel
 from . import register
 from ..gemm import image_matmul, image_weight_gradient, matmul, matmul_sum, row_sums
-from .base import Layer
+from .base import Layer, Workspace
 from .im2col import col2im, conv_output_size, deconv_output_size, im2col, interior, kernel_extent
 
 # Elements of one chunk's column buffer (4 MB of float32): small enough to stay in cache between
@@ -143,6 +144,7 @@ class _ConvolutionBase(Layer):
         self.is_1x1 = all(k == 1 and s == 1 and q == 0
                           for k, s, q in zip(self.kernel, self.stride, self.pad))
         self.bias_term = p.bias_term
+        self.output_spatial_shape(bottom[0].shape[self.channel_axis + 1:])  # the kernel fits
         self.add_param_blob((self.co, self.ci // self.group) + self.kernel, p.weight_filler)
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
@@ -266,6 +268,11 @@ class _ConvolutionBase(Layer):
             # a mirror's weights: the owner's, flipped (see _FlippedConvolution)
             "weight": (self.co, self.ci // self.group) + self.kernel if self.is_mirror else None,
         }
+        per_thread = sum(math.prod(size) if isinstance(size, tuple) else size
+                         for size in self._buffer_sizes.values() if size is not None)
+        threads = parallel.num_threads() if xp is np else 1
+        memory.check_bytes(per_thread * threads * self.dtype.itemsize,
+                           f"the work buffers ({threads} thread(s) x {per_thread} values)")
         self._buffer_sets = {}
         self._buffer("col")  # the calling thread's set now, at reshape time
 
@@ -731,7 +738,7 @@ class Im2colLayer(Layer):
         p = self.param.convolution_param
         self.channel_axis, self.num_spatial = spatial_axes(self, bottom[0], p, minimum=1)
         self.kernel, self.stride, self.pad, self.dilation = conv_geometry(self, p, self.num_spatial)
-        self._pad_buffers = {}
+        self._pad_buffers = Workspace()
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
@@ -755,9 +762,7 @@ class Im2colLayer(Layer):
         if not any(self.pad):
             return None
         shape = (self.channels, self.num) + tuple(s + 2 * q for s, q in zip(self.in_shape, self.pad))
-        buffer = self._pad_buffers.get(name)
-        if buffer is None or buffer.shape != shape or not isinstance(buffer, self.xp.ndarray):
-            buffer = self._pad_buffers[name] = self.xp.zeros(shape, self.dtype)
+        buffer = self._pad_buffers.get(self.xp, name, shape, self.dtype, fill=0)
         return self.xp.moveaxis(buffer, 1, -1)
 
     def _image(self, array):

@@ -1,5 +1,5 @@
 """Layers at the edges of a net: Input, DummyData, Parameter (sources) and Silence (a sink)."""
-from ..filler import FILLERS, fill
+from ..filler import fill
 from ..proto import caffe_pb2
 from . import register
 from .base import Layer
@@ -68,13 +68,11 @@ class DummyDataLayer(Layer):
                              "one for all tops, or one per top")
         if not fillers:
             fillers = [caffe_pb2.FillerParameter(type="constant", value=0)]
-        for filler in fillers:
-            if filler.type not in FILLERS:
-                raise self.error(f'unknown data_filler type "{filler.type}"; known: '
-                                 f'{", ".join(FILLERS)}')
         self.fillers = [_pick(fillers, i) for i in range(num_top)]
-        for i, blob in enumerate(top):
-            blob.reshape(self._shape(param, i, num_top))
+        for i, (blob, filler) in enumerate(zip(top, self.fillers)):
+            shape = self._shape(param, i, num_top)
+            self.check_filler(filler, shape, f"the data_filler of top {i}")
+            blob.reshape(shape)
         for blob, filler in zip(top, self.fillers):
             if filler.type == "constant":
                 fill(blob, filler)

@@ -172,7 +172,7 @@ class Pooler:
         self.buffer_hw = (max(ph + self.height, (oh - 1) * sh + kh),
                           max(pw + self.width, (ow - 1) * sw + kw))
         self.slices = [(Ellipsis, slice(i, i + (oh - 1) * sh + 1, sh), slice(j, j + (ow - 1) * sw + 1, sw))
-                       for i in range(kh) for j in range(kw)]
+                       for i in range(kh) for j in range(kw)] if method == STOCHASTIC else None
         self.all_valid = True
         self.work = Workspace()
         self._allocated = None
@@ -610,11 +610,12 @@ class PoolingLayer(Layer):
             raise self.error(f"global pooling needs a non-empty input, found shape {shape}")
         pooler = self.pooler
         if pooler is None or (pooler.height, pooler.width, pooler.kernel) != image_hw + (kernel,):
-            pooler = Pooler(self.method, image_hw, kernel, self.stride, self.pad, self.ceil_mode, self.dtype)
-            if min(pooler.out_hw) < 1:
+            if any(pooled_size(*args, self.ceil_mode) < 1
+                   for args in zip(image_hw, kernel, self.stride, self.pad)):
                 raise self.error(f"the kernel {kernel} (stride {self.stride}, pad {self.pad}) does not "
                                  f"fit the input of height x width {image_hw}; use a smaller kernel "
                                  f"or a larger input")
+            pooler = Pooler(self.method, image_hw, kernel, self.stride, self.pad, self.ceil_mode, self.dtype)
             self.pooler = pooler
         pooler.allocate(self.xp, shape[:2])
         for blob in top:

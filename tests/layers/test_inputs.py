@@ -82,7 +82,7 @@ def test_dummy_data_constant_filled_once_others_every_forward():
     ('shape { dim: 1 } num: 1 channels: 1 height: 1 width: 1', 1, "both shape and the legacy"),
     ('num: 1 channels: 1 height: 1', 1, "0 'width' values"),
     ('shape { dim: 1 } data_filler { } data_filler { }', 3, "2 data_filler values for 3 tops"),
-    ('shape { dim: 1 } data_filler { type: "bogus" }', 1, 'unknown data_filler type "bogus"'),
+    ('shape { dim: 1 } data_filler { type: "bogus" }', 1, 'data_filler of top 0 .*unknown filler type "bogus"'),
 ])
 def test_dummy_data_bad_parameters(text, num_top, message):
     with pytest.raises(PclError, match=message):
