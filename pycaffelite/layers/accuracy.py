@@ -23,6 +23,9 @@ class AccuracyLayer(Layer):
     def setup(self, bottom, top):
         p = self.param.accuracy_param
         self.top_k = p.top_k
+        if self.top_k < 1:
+            raise self.error("accuracy_param.top_k must be at least 1 (a prediction counts as right "
+                             "when the label is among its top_k scores); found 0")
         self.ignore_label = p.ignore_label if p.HasField("ignore_label") else None
 
     def reshape(self, bottom, top):

@@ -38,6 +38,12 @@ class BatchNormLayer(Layer):
         p = self.param.batch_norm_param
         self.fraction = p.moving_average_fraction
         self.eps = p.eps
+        if not 0 <= self.fraction <= 1:
+            raise self.error(f"moving_average_fraction must be a fraction in [0, 1] (the share of "
+                             f"the running statistics kept each iteration), found {self.fraction:g}")
+        if self.eps < 0:
+            raise self.error(f"batch_norm_param.eps must not be negative (it keeps var + eps "
+                             f"above 0), found {self.eps:g}")
         if p.HasField("use_global_stats"):
             self.use_global_stats = p.use_global_stats
         else:

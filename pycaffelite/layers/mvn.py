@@ -30,6 +30,9 @@ class MVNLayer(Layer):
         self.normalize_variance = p.normalize_variance
         self.across_channels = p.across_channels
         self.eps = p.eps
+        if self.eps < 0:
+            raise self.error(f"mvn_param.eps must not be negative (it keeps sigma + eps above 0), "
+                             f"found {self.eps:g}")
         self.sigma = self.make_blob(())
 
     def reshape(self, bottom, top):
