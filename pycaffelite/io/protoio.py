@@ -6,7 +6,6 @@ Every problem with a user's file ends in one `PclError` that names the file (and
 the destination folder, are fsync'ed, then renamed over the target, so a crash or a failed
 serialisation never leaves a half-written file behind.
 """
-import difflib
 import os
 import re
 
@@ -14,12 +13,10 @@ from google.protobuf import message as pb_message
 from google.protobuf import text_format
 
 from pycaffelite.errors import PclError
+from pycaffelite.io import text_errors
 from pycaffelite.io.atomic import write_bytes_atomically
 from pycaffelite.io.upgrade import upgrade_net_param, upgrade_solver_param
 from pycaffelite.proto import caffe_pb2
-
-_PACKAGE = caffe_pb2.DESCRIPTOR.package + "."
-
 
 # --- text format ------------------------------------------------------------------------------
 
@@ -37,8 +34,9 @@ def parse_text_proto(text, message, source_name="<string>"):
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as error:
-        raise PclError(_describe_parse_error(error, text, message, source_name)) from None
+        raise PclError(text_errors.describe(error, text, message, source_name)) from None
     _check_required(message, source_name)
+    _check_no_nan(message, text, source_name)
     return message
 
 
@@ -137,6 +135,33 @@ def _check_required(message, source_name):
                        "set them (e.g. clip_param needs both min and max)")
 
 
+def _check_no_nan(message, text, source_name):
+    """Caffe's parser takes `nan` for a number, and it then spreads through every value it
+    touches; no setting means it, so it is refused with the field (and its line) named."""
+    path = _nan_field(message)
+    if path:
+        where = text_errors.find_word(text, ("nan", "nanf"))
+        at = f"{where[0]}:{where[1]}:" if where else ""
+        raise PclError(f"{source_name}:{at} {_name_layers(message, path)} is nan; give a number")
+
+
+def _nan_field(message, prefix=""):
+    """The path (`layer[2].clip_param.min`) of the first NaN in `message`, or None."""
+    for field, value in message.ListFields():
+        repeated = field.is_repeated
+        path = f"{prefix}{field.name}"
+        if field.cpp_type in (field.CPPTYPE_FLOAT, field.CPPTYPE_DOUBLE):
+            if any(v != v for v in (value if repeated else (value,))):
+                return path
+        elif field.cpp_type == field.CPPTYPE_MESSAGE:
+            items = enumerate(value) if repeated else ((None, value),)
+            for index, item in items:
+                found = _nan_field(item, f"{path}{'' if index is None else f'[{index}]'}.")
+                if found:
+                    return found
+    return None
+
+
 def _name_layers(message, field_path):
     """Spell `layer[3].clip_param.max` as `layer "relu3" clip_param.max` where possible."""
     match = re.match(r"layers?\[(\d+)\]\.(.*)", field_path)
@@ -145,68 +170,3 @@ def _name_layers(message, field_path):
     index = int(match.group(1))
     layers = message.layer if field_path.startswith("layer[") else message.layers
     return f'layer "{layers[index].name}" {match.group(2)}'
-
-
-# --- turning protobuf's parser errors into advice ---------------------------------------------
-
-_NO_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "(\w+)"')
-_NO_ENUM_VALUE = re.compile(r'Enum type "([\w.]+)" has no value named (\w+)')
-_REPEATED = re.compile(r'Message type "([\w.]+)" should not have multiple "(\w+)" fields')
-
-
-def _describe_parse_error(error, text, message, source_name):
-    line, col = error.GetLine(), error.GetColumn()
-    detail = re.sub(r"^\d+:\d+ : ", "", str(error))
-    lines = text.splitlines()
-    if 0 < line <= len(lines):
-        quoted = f"'{lines[line - 1]}': "
-        if detail.startswith(quoted):
-            detail = detail[len(quoted):]
-    return f"{source_name}:{line}:{col}: {_advice(detail.rstrip('.'), message)}"
-
-
-def _advice(detail, message):
-    match = _NO_FIELD.fullmatch(detail)
-    if match:
-        return _unknown_field(_message_type(match.group(1)), match.group(2))
-    match = _NO_ENUM_VALUE.fullmatch(detail)
-    if match:
-        return _unknown_enum_value(match.group(1), match.group(2))
-    match = _REPEATED.fullmatch(detail)
-    if match:
-        return (f'field "{match.group(2)}" of {_short(match.group(1))} is given more than once '
-                "but takes a single value; keep only one")
-    if detail.startswith("Expected string but found"):
-        return (f"{detail}; string values must be quoted, e.g. type: \"Convolution\" "
-                "(V1 nets spell enum types inside `layers { }`, not `layer { }`)")
-    return (f"{detail}; fix the syntax here (Caffe text format is `field: value` and "
-            f"`message {{ ... }}`; top-level message is {message.DESCRIPTOR.name})")
-
-
-def _message_type(full_name):
-    return caffe_pb2.DESCRIPTOR.pool.FindMessageTypeByName(full_name)
-
-
-def _short(full_name):
-    return full_name[len(_PACKAGE):] if full_name.startswith(_PACKAGE) else full_name
-
-
-def _unknown_field(descriptor, name):
-    text = f'unknown field "{name}" in {descriptor.name}'
-    guess = difflib.get_close_matches(name, [f.name for f in descriptor.fields], n=1, cutoff=0.6)
-    if guess:
-        return f'{text}; did you mean "{guess[0]}"?'
-    holders = [f.name for f in descriptor.fields
-               if f.message_type is not None and name in f.message_type.fields_by_name]
-    if holders:
-        return f"{text}; it belongs inside {' or '.join(holders)} {{ }}"
-    return f"{text}; check the spelling against {descriptor.name} in proto/caffe.proto"
-
-
-def _unknown_enum_value(enum_full_name, value):
-    descriptor = caffe_pb2.DESCRIPTOR.pool.FindEnumTypeByName(enum_full_name)
-    names = [v.name for v in descriptor.values]
-    guess = difflib.get_close_matches(value.upper(), names, n=1, cutoff=0.6)
-    hint = f'did you mean {guess[0]}? ' if guess else ""
-    return (f"unknown value {value} for {_short(enum_full_name)}; {hint}"
-            f"expected one of {', '.join(names)}")

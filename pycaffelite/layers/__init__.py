@@ -3,9 +3,11 @@
 Every module in this package is imported on first use of the registry, so a new layer family is
 one new module whose classes carry the `@register("TypeName")` decorator.
 """
+import difflib
 import importlib
 import pkgutil
 
+from .. import forks
 from ..errors import NotSupportedError, PclError
 
 _REGISTRY = {}
@@ -57,9 +59,26 @@ def layer_factory(type_name, layer_name="?"):
     try:
         return _REGISTRY[type_name]
     except KeyError:
-        close = [t for t in _REGISTRY if t.lower() == type_name.lower()]
-        hint = f'; did you mean "{close[0]}"?' if close else f"; known types: {', '.join(sorted(_REGISTRY))}"
-        raise PclError(f'layer "{layer_name}": unknown layer type "{type_name}"{hint}') from None
+        raise PclError(f'layer "{layer_name}": unknown layer type "{type_name}"; '
+                       f"{_unknown_type_hint(type_name)}") from None
+
+
+def _unknown_type_hint(type_name):
+    """What to say about an unknown type: a fork's type is named as such; else a case slip,
+    or the nearest types (registered, or a fork's, marked so)."""
+    note = forks.type_note(type_name)
+    if note:
+        return note
+    same = [t for t in _REGISTRY if t.lower() == type_name.lower()]
+    if same:
+        return f'did you mean "{same[0]}"? (type strings are case-sensitive)'
+    by_lower = {t.lower(): t for t in list(_REGISTRY) + list(forks.TYPES)}
+    near = [by_lower[t] for t in difflib.get_close_matches(type_name.lower(), by_lower, n=3, cutoff=0.6)]
+    if near:
+        return "the nearest known types are " + ", ".join(
+            f'"{t}"' + (f" from {forks.TYPES[t][0]}" if t in forks.TYPES else "") for t in near)
+    return (f"no BVLC Caffe layer type is close to it ({len(_REGISTRY)} known, e.g. "
+            f'"Convolution", "InnerProduct", "ReLU"); check the spelling')
 
 
 def create_layer(layer_param, phase=None, dtype=None):
