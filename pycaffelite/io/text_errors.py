@@ -24,6 +24,7 @@ _OUT_OF_RANGE = re.compile(r"Value out of range: (\S+)")
 # Comments, quoted strings, braces and identifiers: what the block scan needs to see.
 _TOKENS = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[{}]|[A-Za-z_]\w*""")
 
+
 def describe(error, text, message, source_name):
     """One message for a `text_format.ParseError` of `text` parsed into `message`."""
     line, col = error.GetLine(), error.GetColumn()
@@ -47,7 +48,7 @@ class _Blocks:
     before it, in order; each block is a dict with the field `name` before its `{`, where the
     `{` is (`line`, `col`), the indentation of that line (`indent`), the message type it holds
     (`type`, None where unknown), the block around it (`parent`) and, when closed by a `}` that
-    starts its line, that line's `close_line` and `close_indent`. `open_at_end` lists the blocks
+    starts its line, that line's indentation (`close_indent`). `open_at_end` lists the blocks
     the text leaves open.
     """
 
@@ -58,7 +59,7 @@ class _Blocks:
         self.error_line = line
         self.root = root
         self.open, self.closed = [], []
-        self.unmatched_close = None
+        self.unmatched_close = False  # a `}` up to the error closes no `{`
         self.last_token = 0  # offset of the last token of the text
         self._scan()
 
@@ -89,22 +90,20 @@ class _Blocks:
             before = offset < self.error_offset
             if token == "{":
                 line, col = self._position(offset)
-                parent = stack[-1]["type"] if stack else self.root
-                field = parent.fields_by_name.get(name) if parent is not None and name else None
+                holder = stack[-1]["type"] if stack else self.root
+                field = holder.fields_by_name.get(name) if holder is not None and name else None
                 block = {"name": name or "?", "line": line, "col": col, "indent": self._indent(line),
                          "type": field.message_type if field is not None else None,
                          "parent": stack[-1] if stack else None}
                 stack.append(block)
             elif token == "}":
                 if not stack:
-                    if offset <= self.error_offset and self.unmatched_close is None:
-                        self.unmatched_close = self._position(offset)
+                    self.unmatched_close |= offset <= self.error_offset
                     continue
                 block = stack.pop()
                 if before:
                     if self._first_on_line(offset):
-                        block["close_line"], _ = self._position(offset)
-                        block["close_indent"] = self._indent(block["close_line"])
+                        block["close_indent"] = self._indent(self._position(offset)[0])
                     self.closed.append(block)
             elif token[0] not in "\"'":
                 name = token
