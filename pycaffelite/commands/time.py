@@ -17,9 +17,12 @@ from ..io import protoio
 from ..net import Net
 from ..proto import caffe_pb2
 
-# Layer parameters that name a file or folder the layer reads its data from.
-_DATA_SOURCE_FIELDS = ("data_param", "image_data_param", "hdf5_data_param", "window_data_param")
-_DATA_LAYER_TYPES = {"Data", "ImageData", "HDF5Data", "WindowData", "MemoryData"}
+# The data layer types, with the parameter naming the file or folder each reads its data from.
+# Only these read it: a stray image_data_param on an Input layer (VGG16's public deploy file has
+# one) is ignored, as Caffe ignores it.
+_DATA_SOURCE_FIELDS = {"Data": "data_param", "ImageData": "image_data_param",
+                       "HDF5Data": "hdf5_data_param", "WindowData": "window_data_param"}
+_DATA_LAYER_TYPES = set(_DATA_SOURCE_FIELDS) | {"MemoryData"}
 
 
 def _stages(values):
@@ -65,10 +68,12 @@ def check_data_sources(model, state):
     """A PclError naming the first data source (or mean file) of the net that does not exist."""
     net_param = net_build.filter_by_state(protoio.read_net_param(model), state, model)
     for layer in net_param.layer:
+        if layer.type not in _DATA_LAYER_TYPES:
+            continue
         paths = []
-        for field in _DATA_SOURCE_FIELDS:
-            if layer.HasField(field) and getattr(layer, field).source:
-                paths.append(("source", getattr(layer, field).source))
+        field = _DATA_SOURCE_FIELDS.get(layer.type)
+        if field and getattr(layer, field).source:
+            paths.append(("source", getattr(layer, field).source))
         if layer.transform_param.mean_file:
             paths.append(("mean_file", layer.transform_param.mean_file))
         for what, path in paths:
