@@ -7,6 +7,7 @@ same library gives bit-identical pixels to Caffe's `convert_imageset` and ImageD
 Arrays returned here are Caffe's blob layout: C x H x W, uint8, BGR channel order.
 """
 import functools
+import os
 
 import numpy as np
 
@@ -61,7 +62,12 @@ def decode(buffer, color=None):
 
 def read_image(path, height=0, width=0, is_color=True):
     """Read an image file as Caffe's ReadImageToCVMat: decoded colour (BGR) or gray, resized to
-    height x width when both are positive. Returns C x H x W uint8, or None if unreadable."""
+    height x width when both are positive. Returns C x H x W uint8, or None if unreadable.
+
+    A file that cannot be opened is None without asking OpenCV, whose imread would print a
+    warning of its own beside the caller's message."""
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        return None
     image = _cv2().imread(str(path), _read_flag(bool(is_color)))
     if image is None:
         return None
