@@ -93,6 +93,15 @@ class AdamSolver(SGDSolver):
     type = "Adam"
     num_history_sets = 2
 
+    def check_rule_param(self):
+        """Adam's bias correction divides by 1 - momentum^t and takes the square root of
+        1 - momentum2^t: both rates must lie in [0, 1)."""
+        for field, default in (("momentum", 0.9), ("momentum2", 0.999)):
+            value = getattr(self.param, field)
+            if not 0 <= value < 1:
+                raise self.error(f"{field} must lie in [0, 1) for Adam (found {value:g}); "
+                                 f"the usual value is {default}")
+
     def compute_update_value(self, param_id, rate):
         xp = device.array_module()
         beta1 = f32(self.param.momentum)

@@ -114,6 +114,11 @@ class Solver:
                              f'(weight decay) or "L1"')
         lr_policy.check_policy(p, self.source)
         self.check_rule_param()
+        if p.base_lr <= 0:
+            log.warning("%s: base_lr is %s, so training %s; give a positive base_lr (e.g. 0.01) "
+                        "unless that is meant", self.source, tlog.fmt(f32(p.base_lr)),
+                        "leaves the weights as they are" if p.base_lr == 0
+                        else "moves the weights up the gradient, increasing the loss")
 
     def check_rule_param(self):
         """Settings a particular update rule refuses (overridden by the rules that have some)."""
@@ -179,6 +184,15 @@ class Solver:
             raise self.error(f"test_iter must be given once per test net: {num_specific} test nets "
                              f"(test_net / test_net_param), {len(p.test_iter)} test_iter values")
         count = len(p.test_iter)
+        for index, iterations in enumerate(p.test_iter):
+            if iterations < 0:
+                raise self.error(f"test_iter {iterations} (test net #{index}) must not be "
+                                 f"negative; give the number of test batches (test set size / "
+                                 f"batch size)")
+            if iterations == 0:
+                log.warning("%s: test_iter is 0 for test net #%d, so its tests run no batch and "
+                            "report no output; give the number of test batches (test set size / "
+                            "batch size)", self.source, index)
         if len(p.test_state) and len(p.test_state) != count:
             raise self.error(f"test_state must be left out or given once per test net: {count} "
                              f"test nets, {len(p.test_state)} test_state values")
@@ -399,6 +413,9 @@ class Solver:
         if self.requested_early_exit:
             log.info("Test interrupted.")
             return
+        if not iterations:  # nothing was tested (test_iter 0, warned about at set-up)
+            self.mean_scores[test_net_id] = []
+            return
         if p.test_compute_loss:
             log.info("Test loss: %s", tlog.fmt(f32(loss / f32(iterations))))
         means = [f32(s / f32(iterations)) for s in scores or []]
@@ -436,6 +453,11 @@ class Solver:
         history, and the weights of the snapshot it names. Nothing changes if the file is refused."""
         state_file = os.fspath(state_file)
         state = solverstate.read_solverstate(state_file)
+        for field in ("iter", "current_step"):
+            if getattr(state, field) < 0:
+                raise self.error(f"{state_file}: its {field} is {getattr(state, field)}, and "
+                                 f"a solver state counts from 0; the file is damaged or was not "
+                                 f"written by a solver: resume from another snapshot")
         self.check_solver_state(state, state_file)
         if state.learned_net:
             self.net.copy_from(self._resolve_learned_net(state.learned_net, state_file))

@@ -17,11 +17,14 @@ multistep) is evaluated in double and the product rounded to float32 once; inv /
 are float arithmetic with correctly rounded float pow/exp (computed here in double and rounded
 once, which is what a correctly rounded float function returns).
 """
+import logging
 import math
 
 import numpy as np
 
 from ..errors import PclError
+
+log = logging.getLogger("pycaffelite")
 
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
@@ -39,6 +42,11 @@ def check_policy(param, source="solver"):
     if policy in ("step", "exp", "inv", "multistep", "sigmoid") and param.gamma < 0:
         raise PclError(f'{source}: lr_policy "{policy}" needs gamma >= 0 (found {param.gamma:g}); '
                        f"set gamma")
+    steps = list(param.stepvalue)
+    if policy == "multistep" and any(later <= earlier for earlier, later in zip(steps, steps[1:])):
+        log.warning("%s: the stepvalue list %s does not increase; lr_policy \"multistep\" "
+                    "reaches the values in the order given (a smaller one after a larger one "
+                    "takes effect right after it), so list them in increasing order", source, steps)
     if policy == "poly" and param.max_iter <= 0:
         raise PclError(f'{source}: lr_policy "poly" needs max_iter > 0 (found {param.max_iter}); '
                        f"set max_iter")
@@ -78,8 +86,13 @@ def learning_rate(param, it, current_step):
 
 
 def _times_int_power(base_lr, gamma, n):
-    """float32(base_lr * pow(double(gamma), n)): C++ pow(float, int) promotes to double."""
-    return f32(float(base_lr) * math.pow(float(gamma), n))
+    """float32(base_lr * pow(double(gamma), n)): C++ pow(float, int) promotes to double (and
+    overflows to infinity, as here)."""
+    try:
+        power = math.pow(float(gamma), n)
+    except OverflowError:
+        power = math.inf
+    return f32(float(base_lr) * power)
 
 
 def _powf(base, exponent):
