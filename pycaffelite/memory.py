@@ -62,14 +62,16 @@ def format_bytes(count):
     return f"{value:.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
 
 
-def check_bytes(nbytes, what):
+_NET_SIZES = "check the sizes that make it (batch size, num_output, kernel_size, pad, input shape)"
+
+
+def check_bytes(nbytes, what, advice=_NET_SIZES):
     """Raise a PclError when one allocation of `nbytes` for `what` (e.g. "a blob of shape ...")
-    cannot fit in this machine's memory."""
+    cannot fit in this machine's memory; `advice` says what to do."""
     limit = machine_bytes()
     if limit is not None and nbytes > limit:
         raise PclError(f"{what} would need {format_bytes(nbytes)}, more than this machine's "
-                       f"memory ({format_bytes(limit)}); check the sizes that make it (batch size, "
-                       f"num_output, kernel_size, pad, input shape)")
+                       f"memory ({format_bytes(limit)}); {advice}")
 
 
 def check_total(nbytes, what):

@@ -425,6 +425,12 @@ def test_a_missing_image_is_read_without_opencvs_own_warning(capfd, tmp_path):
     assert out == "" and err == ""
 
 
+def test_an_image_resized_beyond_the_machine_is_refused_before_opencv_tries():
+    with pytest.raises(PclError, match=r"an image resized to 100000 x 100000 would need 27.9 GiB, "
+                                       r"more than this machine's memory \(1 GiB\); check the size"):
+        images.resize(np.zeros((3, 4, 4), np.uint8), 100000, 100000)
+
+
 # -- the command line ------------------------------------------------------------------------------
 def test_pcl_time_reports_one_error_line(capsys, tmp_path):
     model = tmp_path / "unclosed.prototxt"

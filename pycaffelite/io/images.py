@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from pycaffelite import memory
+
 
 @functools.cache
 def _cv2():
@@ -42,7 +44,12 @@ def to_hwc(image):
 
 
 def resize(image_chw, height, width):
-    """Bilinear resize (cv::resize INTER_LINEAR) of a C x H x W image to height x width."""
+    """Bilinear resize (cv::resize INTER_LINEAR) of a C x H x W image to height x width; a size
+    beyond the machine's memory is refused before OpenCV tries (its own failure is a cv2.error)."""
+    memory.check_bytes(image_chw.shape[0] * int(height) * int(width) * image_chw.itemsize,
+                       f"an image resized to {height} x {width}",
+                       "check the size it is resized to (new_height/new_width, --resize_height/"
+                       "--resize_width)")
     cv2 = _cv2()
     resized = cv2.resize(to_hwc(image_chw), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
     return to_chw(resized)
