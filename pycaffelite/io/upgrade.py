@@ -13,8 +13,10 @@ Net upgrades run in Caffe's order, each only when needed:
 5. BatchNorm: a BatchNorm layer with three `param` specs (the old way of freezing its statistics)
    gets lr_mult and decay_mult 0 on all three.
 
-Where Caffe would only log that an upgrade was lossy, pycaffelite stops with a `PclError`, so a
-setting is never dropped silently.
+Each upgrade is logged in Caffe's words ("Attempting to upgrade input file specified using
+deprecated V1LayerParameter: net.prototxt", ...), except that the note on V0 nets names the pcl
+upgrade commands where Caffe names its build/tools programs. Where Caffe would only log that an
+upgrade was lossy, pycaffelite stops with a `PclError`, so a setting is never dropped silently.
 """
 import logging
 
@@ -26,41 +28,81 @@ log = logging.getLogger(__name__)
 V1 = caffe_pb2.V1LayerParameter
 
 
+def net_needs_upgrade(net_param):
+    """Whether `upgrade_net_param` would change the net (Caffe's NetNeedsUpgrade)."""
+    return bool(len(net_param.layers) or len(net_param.input)
+                or _needs_batch_norm_upgrade(net_param))
+
+
 def upgrade_net_param(net_param, source_name="<net>"):
     """Return an upgraded copy of `net_param`; `source_name` (the file) is used in messages."""
     net = caffe_pb2.NetParameter()
     net.CopyFrom(net_param)
     if any(layer.HasField("layer") for layer in net.layers):
-        log.info("Upgrading V0LayerParameter net: %s", source_name)
+        _attempting("deprecated V0LayerParameter", source_name)
         net = _v0_to_v1(net, source_name)
+        log.info("Successfully upgraded file specified using deprecated V0LayerParameter")
+        log.warning("Note that future Caffe releases will not support V0NetParameter; use "
+                    "pcl upgrade_net_proto_text for prototxt and pcl upgrade_net_proto_binary "
+                    "for model weights to upgrade this and any other net protos to the new "
+                    "format.")
     if any(_has_legacy_transform(layer) for layer in net.layers):
-        log.info("Upgrading deprecated data transformation fields: %s", source_name)
+        _attempting("deprecated transformation parameters", source_name)
         _upgrade_data_transformation(net)
+        log.info("Successfully upgraded file specified using deprecated data transformation "
+                 "parameters.")
+        log.warning("Note that future Caffe releases will only support transform_param "
+                    "messages for transformation fields.")
     if len(net.layers):
-        log.info("Upgrading V1LayerParameter net: %s", source_name)
+        _attempting("deprecated V1LayerParameter", source_name)
         net = _v1_to_v2(net, source_name)
+        log.info("Successfully upgraded file specified using deprecated V1LayerParameter")
     if len(net.input):
+        _attempting("deprecated input fields", source_name)
         _upgrade_net_input(net, source_name)
-    _upgrade_batch_norm(net)
+        log.info("Successfully upgraded file specified using deprecated input fields.")
+        log.warning("Note that future Caffe releases will only support input layers and not "
+                    "input fields.")
+    if _needs_batch_norm_upgrade(net):
+        log.info("Attempting to upgrade batch norm layers using deprecated params: %s",
+                 source_name)
+        _upgrade_batch_norm(net)
+        log.info("Successfully upgraded batch norm layers using deprecated params.")
     return net
 
 
-def upgrade_solver_param(solver_param, source_name="<solver>"):
-    """Return a copy of `solver_param` with the enum `solver_type` turned into the `type` string.
+def solver_needs_upgrade(solver_param):
+    """Whether the solver names its type with the deprecated enum `solver_type`."""
+    return solver_param.HasField("solver_type")
 
-    Inline nets (net_param, train_net_param, test_net_param) are upgraded too.
-    """
+
+def upgrade_solver_type(solver_param, source_name="<solver>"):
+    """Return a copy of `solver_param` with the enum `solver_type` turned into the `type`
+    string; nothing else changes (Caffe's UpgradeSolverAsNeeded)."""
     solver = caffe_pb2.SolverParameter()
     solver.CopyFrom(solver_param)
-    if solver.HasField("solver_type"):
-        legacy = _SOLVER_TYPES[solver.solver_type]
-        if solver.HasField("type") and solver.type != legacy:
-            enum_name = caffe_pb2.SolverParameter.SolverType.Name(solver.solver_type)
-            raise PclError(
-                f'{source_name}: solver_type: {enum_name} (deprecated) contradicts type: '
-                f'"{solver.type}"; delete solver_type and keep only type')
-        solver.type = legacy
-        solver.ClearField("solver_type")
+    if not solver_needs_upgrade(solver):
+        return solver
+    _attempting("deprecated 'solver_type' field (enum)'", source_name)  # Caffe's stray quote
+    legacy = _SOLVER_TYPES[solver.solver_type]
+    if solver.HasField("type") and solver.type != legacy:
+        enum_name = caffe_pb2.SolverParameter.SolverType.Name(solver.solver_type)
+        raise PclError(
+            f'{source_name}: solver_type: {enum_name} (deprecated) contradicts type: '
+            f'"{solver.type}"; delete solver_type and keep only type')
+    solver.type = legacy
+    solver.ClearField("solver_type")
+    log.info("Successfully upgraded file specified using deprecated 'solver_type' field (enum) "
+             "to 'type' field (string).")
+    log.warning("Note that future Caffe releases will only support 'type' field (string) for a "
+                "solver's type.")
+    return solver
+
+
+def upgrade_solver_param(solver_param, source_name="<solver>"):
+    """Return a copy of `solver_param` with `solver_type` upgraded (`upgrade_solver_type`) and
+    its inline nets (net_param, train_net_param, test_net_param) upgraded too."""
+    solver = upgrade_solver_type(solver_param, source_name)
     for field in ("net_param", "train_net_param"):
         if solver.HasField(field):
             getattr(solver, field).CopyFrom(
@@ -68,6 +110,11 @@ def upgrade_solver_param(solver_param, source_name="<solver>"):
     for i, net in enumerate(solver.test_net_param):
         net.CopyFrom(upgrade_net_param(net, f"{source_name} (test_net_param {i})"))
     return solver
+
+
+def _attempting(what, source_name):
+    log.info("Attempting to upgrade input file specified using %s: %s", what, source_name,
+             stacklevel=2)
 
 
 _SOLVER_TYPES = {
@@ -248,11 +295,15 @@ def _has_legacy_transform(layer):
 
 
 def _upgrade_data_transformation(net):
+    """Move the fields. As in Caffe, every data layer of the three types then has its params
+    message and a transform_param, possibly empty (an upgraded file shows them)."""
     for layer in net.layers:
         holder = _TRANSFORM_HOLDERS.get(layer.type)
         if holder is None:
             continue
         params = getattr(layer, holder)
+        params.SetInParent()
+        layer.transform_param.SetInParent()
         for name in _TRANSFORM_FIELDS:
             if params.HasField(name):
                 setattr(layer.transform_param, name, getattr(params, name))
@@ -354,9 +405,17 @@ def _upgrade_net_input(net, source_name):
         net.ClearField(field)
 
 
+def _is_old_batch_norm(layer):
+    return layer.type == "BatchNorm" and len(layer.param) == 3
+
+
+def _needs_batch_norm_upgrade(net):
+    return any(_is_old_batch_norm(layer) for layer in net.layer)
+
+
 def _upgrade_batch_norm(net):
     for layer in net.layer:
-        if layer.type == "BatchNorm" and len(layer.param) == 3:
+        if _is_old_batch_norm(layer):
             for spec in layer.param:
                 spec.lr_mult = 0.0
                 spec.decay_mult = 0.0
