@@ -106,7 +106,8 @@ def resolve(path, backend, why=""):
 
 def open_reader(path, backend):
     """An endless (key, value) reader over the database at `path` of the given backend: `peek()`,
-    `next()` (wrapping around after the last record), `skip(n)`, `close()`, `path`. Values are
+    `next()` (wrapping around after the last record), `skip(n)`, `position()` (the current key),
+    `seek(key)` (False if there is no such key), `close()`, `path`. Values are
     bytes-like (LMDB's are memoryviews valid until the reader is closed). Each reader belongs to
     one thread."""
     return _backend_module(backend).RecordReader(path)

@@ -79,6 +79,22 @@ class RecordReader:
         for _ in range(n):
             self.next()
 
+    def position(self):
+        """The key of the current record (the next `next()` returns it)."""
+        return self.peek()[0]
+
+    def seek(self, key):
+        """Make the record `key` the current one; False (and the first record current) if there is
+        no such key."""
+        if self._iterator is not None:
+            self._iterator.close()
+        self._iterator = self.db.iterator(start=key)
+        self._item = next(self._iterator, None)
+        if self._item is not None and self._item[0] == key:
+            return True
+        self._start()
+        return False
+
     def close(self):
         if self._iterator is not None:
             self._iterator.close()

@@ -66,6 +66,20 @@ class RecordReader:
         for _ in range(n):
             self.next()
 
+    def position(self):
+        """The key of the current record (the next `next()` returns it)."""
+        return self.peek()[0]
+
+    def seek(self, key):
+        """Make the record `key` the current one; False (and the first record current) if there is
+        no such key."""
+        if self._cursor is None:
+            self._start()
+        if self._cursor.set_key(key):
+            return True
+        self._cursor.first()
+        return False
+
     def close(self):
         if self._txn is not None:
             self._txn.abort()

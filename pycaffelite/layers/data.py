@@ -5,6 +5,10 @@ Data and ImageData decode and transform (transform_param, see io/transformer.py)
 thread several batches ahead of the net (data_param.prefetch, default 4), decoding the images of a
 batch in parallel. Their tops are data (N x C x H x W) and an optional label (N). They have no
 bottoms and no backward pass.
+
+For an exact resume they report, through `get_run_state()`, where the net is in their data (the
+next record key or list entry, and their generators' states, as of the last batch the net took),
+and `set_run_state()` continues from such a state.
 """
 import logging
 import os
@@ -18,6 +22,7 @@ from ..io import images as image_io
 from ..io.datum import parse_datum
 from ..io.transformer import DataTransformer
 from ..proto import caffe_pb2
+from .. import random_state
 from . import register
 from .base import Layer
 from .prefetch import Prefetcher, decode_pool
@@ -67,7 +72,9 @@ def describe(shape):
 
 
 class PrefetchingDataLayer(Layer):
-    """Common part of Data and ImageData: the transformer, the prefetch thread, forward."""
+    """Common part of Data, ImageData and WindowData: the transformer, the prefetch thread, forward,
+    the run state (the source's `to_proto(position, state)` and `from_proto(state)` convert its
+    positions)."""
 
     exact_num_bottom = 0
     min_top = 1
@@ -85,7 +92,18 @@ class PrefetchingDataLayer(Layer):
         if len(top) > 1:
             first.append(np.zeros(batch_size, dtype=self.dtype))
             top[1].reshape((batch_size,))
+        self.source = source
         self.prefetcher = Prefetcher(source, first, depth=depth, name=self.name)
+
+    def get_run_state(self):
+        """Where the net is: the position after the last batch it took, as a LayerRunState."""
+        state = caffe_pb2.LayerRunState()
+        self.source.to_proto(self.prefetcher.position, state)
+        return state
+
+    def set_run_state(self, state):
+        """Continue from a `get_run_state()`; a PclError (and no change) if it does not fit."""
+        self.prefetcher.restart(self.source.from_proto(state))
 
     def reshape(self, bottom, top):
         pass
@@ -116,6 +134,27 @@ class _DatumSource:
 
     def name(self, key):
         return f'record "{key.decode(errors="replace")}" of "{self.reader.path}"'
+
+    def position(self):
+        return self.reader.position(), self.transformer.rng.bit_generator.state
+
+    def seek(self, position):
+        key, generator = position
+        if not self.reader.seek(key):
+            log.warning("%s, where the snapshot left off, is not in the database any more; reading "
+                        "on from its first record", self.name(key))
+        self.transformer.rng.bit_generator.state = generator
+
+    def to_proto(self, position, state):
+        state.source = self.reader.path
+        state.key = position[0]
+        random_state.to_proto(position[1], state.random.add())
+
+    def from_proto(self, state):
+        check_source(state, self.reader.path)
+        if len(state.random) != 1:
+            raise PclError(f"its saved state holds {len(state.random)} generators; a Data layer has 1")
+        return state.key, random_state.from_proto(state.random[0])
 
     def load(self, batch):
         records = [self.reader.next() for _ in range(self.batch_size)]
@@ -190,28 +229,43 @@ class DataLayer(PrefetchingDataLayer):
         return found
 
 
+def check_source(state, source):
+    """A PclError unless a saved LayerRunState was taken from a layer reading `source`."""
+    if state.source != source:
+        raise PclError(f'it read "{state.source}" when the snapshot was taken but reads "{source}" now')
+
+
 class _ImageListSource:
-    """Reads `batch_size` image files at a time from a list, wrapping around (and re-shuffling)."""
+    """Reads `batch_size` image files at a time from a list, wrapping around (and re-shuffling).
+
+    `order` holds the list's indices in reading order; shuffling makes a new array, so a position
+    taken earlier keeps its order."""
 
     def __init__(self, lines, root, param, transformer, with_label, rng):
         self.lines = lines
+        self.order = np.arange(len(lines))
         self.root = root
         self.param = param
         self.transformer = transformer
         self.batch_size = param.batch_size
         self.with_label = with_label
         self.rng = rng
-        self.position = 0
+        self.index = 0
+
+    def shuffle(self):
+        order = self.order.copy()
+        self.rng.shuffle(order)
+        self.order = order
 
     def load(self, batch):
         entries = []
         for _ in range(self.batch_size):
-            entries.append(self.lines[self.position])
-            self.position += 1
-            if self.position == len(self.lines):
-                self.position = 0
+            entries.append(self.lines[self.order[self.index]])
+            self.index += 1
+            if self.index == len(self.lines):
+                self.index = 0
                 if self.param.shuffle:
-                    self.rng.shuffle(self.lines)
+                    self.shuffle()
         paths = [join_root(self.root, entry[0]) for entry in entries]
 
         def decode(i):
@@ -225,6 +279,33 @@ class _ImageListSource:
                    batch, parallel=True)
         if self.with_label:
             batch[1][...] = [entry[1] for entry in entries]
+
+    def position(self):
+        return (self.index, self.order, self.rng.bit_generator.state,
+                self.transformer.rng.bit_generator.state)
+
+    def seek(self, position):
+        self.index, self.order, self.rng.bit_generator.state, \
+            self.transformer.rng.bit_generator.state = position
+
+    def to_proto(self, position, state):
+        index, order, shuffle_generator, transform_generator = position
+        state.source = self.param.source
+        state.position = index
+        state.order.extend(order.tolist())
+        random_state.to_proto(shuffle_generator, state.random.add())
+        random_state.to_proto(transform_generator, state.random.add())
+
+    def from_proto(self, state):
+        check_source(state, self.param.source)
+        count = len(self.lines)
+        order = np.asarray(state.order, dtype=np.int64)
+        if len(order) != count or not np.array_equal(np.sort(order), np.arange(count)):
+            raise PclError(f"its saved line order does not fit the {count} lines of the list now")
+        if not 0 <= state.position < count or len(state.random) != 2:
+            raise PclError("its saved state is damaged (position or generators)")
+        return (state.position, order, random_state.from_proto(state.random[0]),
+                random_state.from_proto(state.random[1]))
 
     def close(self):
         pass
@@ -286,14 +367,14 @@ class ImageDataLayer(PrefetchingDataLayer):
         source = _ImageListSource(lines, param.root_folder, param, self.make_transformer(),
                                   len(top) > 1, rng)
         if param.shuffle:
-            source.rng.shuffle(source.lines)
+            source.shuffle()
         if param.rand_skip:
             skip = int(rng.integers(param.rand_skip))
             if skip >= len(lines):
                 raise self.error(f"rand_skip {param.rand_skip} may skip past the {len(lines)} lines "
                                  f'of "{param.source}"; use a smaller rand_skip')
-            source.position = skip
-        path = join_root(param.root_folder, source.lines[source.position][0])
+            source.index = skip
+        path = join_root(param.root_folder, source.lines[source.order[source.index]][0])
         image = image_io.read_image(path, param.new_height, param.new_width, param.is_color)
         if image is None:
             raise self.error(f'cannot read image "{path}" (missing or not an image file); paths in '

@@ -2,6 +2,8 @@
 import numpy as np
 
 from .. import device
+from ..errors import PclError
+from ..proto import caffe_pb2
 from . import register
 from .base import Layer
 
@@ -30,7 +32,9 @@ class HDF5DataLayer(Layer):
     (batch_size, *dataset.shape[1:]). Rows are read in order (or in a random permutation with
     `shuffle`, re-drawn at every pass), moving on to the next file (re-shuffled file order with
     `shuffle`) when a file is used up and wrapping around after the last. No bottoms, no backward,
-    no transform_param (the data is used as stored, converted to the net's dtype).
+    no transform_param (the data is used as stored, converted to the net's dtype). Shuffles draw
+    from the global generator; `get_run_state()` / `set_run_state()` save and restore the file and
+    row orders and positions, for an exact resume.
     """
 
     exact_num_bottom = 0
@@ -56,6 +60,7 @@ class HDF5DataLayer(Layer):
             device.rng().shuffle(self.file_order)
         self.current_file = 0
         self._load_file(self.filenames[self.file_order[0]])
+        self._order_rows()
         self.current_row = 0
         for blob, rows in zip(top, self.rows):
             blob.reshape((self.batch_size,) + rows.shape[1:])
@@ -78,7 +83,10 @@ class HDF5DataLayer(Layer):
                                  f'"{self.dataset_names[0]}" has {num}, "{name}" has {rows.shape[0]}')
         if num == 0:
             raise self.error(f'HDF5 file "{filename}" holds no rows; remove it from the list')
-        self.row_order = np.arange(num)
+
+    def _order_rows(self):
+        """Read the loaded file's rows in order, or in a new random order with `shuffle`."""
+        self.row_order = np.arange(len(self.rows[0]))
         if self.shuffle:
             device.rng().shuffle(self.row_order)
 
@@ -107,9 +115,41 @@ class HDF5DataLayer(Layer):
                 if self.shuffle:
                     device.rng().shuffle(self.file_order)
             self._load_file(self.filenames[self.file_order[self.current_file]])
+            self._order_rows()
         elif self.shuffle:
             device.rng().shuffle(self.row_order)
         self.current_row = 0
+
+    def get_run_state(self):
+        """The file and row orders and where the next batch starts, as a LayerRunState."""
+        state = caffe_pb2.LayerRunState(source=self.param.hdf5_data_param.source,
+                                        file=self.current_file, position=self.current_row)
+        state.file_order.extend(self.file_order.tolist())
+        state.order.extend(self.row_order.tolist())
+        return state
+
+    def set_run_state(self, state):
+        """Continue from a `get_run_state()`; a PclError (and no change) if it does not fit."""
+        source = self.param.hdf5_data_param.source
+        if state.source != source:
+            raise PclError(f'it read "{state.source}" when the snapshot was taken but reads '
+                           f'"{source}" now')
+        file_order = _permutation(state.file_order, len(self.filenames), "file order", "files")
+        if not 0 <= state.file < len(file_order):
+            raise PclError(f"its saved file index {state.file} is not one of its "
+                           f"{len(file_order)} files")
+        kept = self.rows
+        try:
+            self._load_file(self.filenames[file_order[state.file]])
+            row_order = _permutation(state.order, len(self.rows[0]), "row order", "rows")
+            if not 0 <= state.position < len(row_order):
+                raise PclError(f"its saved row {state.position} is not one of the "
+                               f"{len(row_order)} rows of its file")
+        except PclError:
+            self.rows = kept
+            raise
+        self.file_order, self.current_file = file_order, state.file
+        self.row_order, self.current_row = row_order, state.position
 
     def forward(self, bottom, top):
         outputs = [blob.mutable_cpu_data() for blob in top]
@@ -129,6 +169,14 @@ class HDF5DataLayer(Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
+
+
+def _permutation(values, count, what, unit):
+    """`values` as an array if they are a permutation of 0..count-1; a PclError otherwise."""
+    array = np.asarray(values, dtype=np.int64)
+    if len(array) != count or not np.array_equal(np.sort(array), np.arange(count)):
+        raise PclError(f"its saved {what} does not fit the {count} {unit} it reads now")
+    return array
 
 
 @register("HDF5Output")

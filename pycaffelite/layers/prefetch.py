@@ -7,10 +7,19 @@ raised while loading (an undecodable record, a size mismatch) is passed on and r
 in the net's thread. The thread holds no reference to the layer, so the layer (and with it the
 prefetcher) can be garbage collected; that stops the thread.
 
+The thread reads ahead, so the source's own position is not the net's. After filling a batch the
+thread asks the source for its `position()` (where the next batch would start: a record key, a
+generator state...) and queues it with the batch; `position` is that of the last batch `next()`
+handed out, i.e. what the net has consumed, and `restart(position)` discards the batches read
+ahead and continues from there (a solver resuming from a snapshot).
+
 `source` provides:
     load(batch)        fills `batch` (a list of numpy arrays, one per top; reshaped as needed by
                        assigning new arrays into the list) and returns nothing
-    close()            releases files (called when the thread ends)
+    position()         a small value saying where the next `load` starts (taken after each load,
+                       in the thread; it must not change when the source moves on)
+    seek(position)     continue from a `position()` value (called while no thread runs)
+    close()            releases files (called when the prefetcher ends)
 """
 import os
 import queue
@@ -34,29 +43,48 @@ def decode_pool():
 
 
 class _Failure:
-    def __init__(self, exc):
+    def __init__(self, exc, batch):
         self.exc = exc
+        self.batch = batch
 
 
-def _run(source, free, full, stop):
+class _Control:
+    """The events a thread obeys: `halt` (a new one per thread) stops it; `finished` (set when the
+    prefetcher is closed or collected) also makes it close the source on the way out."""
+
+    def __init__(self):
+        self.halt = threading.Event()
+        self.finished = threading.Event()
+
+    def finish(self):
+        self.finished.set()
+        self.halt.set()
+
+
+def _run(source, free, full, halt, finished):
+    """The thread: fill free batches and queue them with the source's position after each. After a
+    failure it waits to be halted (a restart may retry)."""
     try:
-        while not stop.is_set():
+        while not halt.is_set():
             try:
                 batch = free.get(timeout=_POLL_SECONDS)
             except queue.Empty:
                 continue
             try:
                 source.load(batch)
+                item = (batch, source.position())
             except Exception as exc:  # noqa: BLE001 - handed to the consumer thread
-                _put(full, _Failure(exc), stop)
+                _put(full, _Failure(exc, batch), halt)
+                halt.wait()
                 return
-            _put(full, batch, stop)
+            _put(full, item, halt)
     finally:
-        source.close()
+        if finished.is_set():
+            source.close()
 
 
-def _put(q, item, stop):
-    while not stop.is_set():
+def _put(q, item, halt):
+    while not halt.is_set():
         try:
             q.put(item, timeout=_POLL_SECONDS)
             return
@@ -67,15 +95,24 @@ def _put(q, item, stop):
 class Prefetcher:
     def __init__(self, source, first_batch, depth=4, name="prefetch"):
         depth = max(1, int(depth))
+        self._source = source
+        self._name = name
         self._free = queue.Queue()
         self._full = queue.Queue(maxsize=depth)
         for i in range(depth):
             self._free.put([array.copy() for array in first_batch] if i else list(first_batch))
-        self._stop = threading.Event()
         self._failed = None
-        self._thread = threading.Thread(target=_run, args=(source, self._free, self._full, self._stop),
-                                        name=f"pcl-{name}", daemon=True)
-        weakref.finalize(self, self._stop.set)
+        self._control = _Control()
+        weakref.finalize(self, self._control.finish)
+        self.position = source.position()
+        self._start()
+
+    def _start(self):
+        control = self._control
+        control.halt = threading.Event()
+        self._thread = threading.Thread(
+            target=_run, args=(self._source, self._free, self._full, control.halt, control.finished),
+            name=f"pcl-{self._name}", daemon=True)
         self._thread.start()
 
     def next(self):
@@ -91,13 +128,27 @@ class Prefetcher:
                     raise RuntimeError("the prefetch thread ended without producing a batch") from None
         if isinstance(item, _Failure):
             self._failed = item.exc
+            self._free.put(item.batch)
             raise item.exc
-        return item
+        batch, self.position = item
+        return batch
 
     def release(self, batch):
         """Give a batch back for refilling."""
         self._free.put(batch)
 
+    def restart(self, position):
+        """Drop the batches read ahead and continue from `position` (a `source.position()`)."""
+        self._control.halt.set()
+        self._thread.join()
+        while not self._full.empty():
+            item = self._full.get()
+            self._free.put(item.batch if isinstance(item, _Failure) else item[0])
+        self._source.seek(position)
+        self.position = position
+        self._failed = None
+        self._start()
+
     def close(self):
-        self._stop.set()
+        self._control.finish()
         self._thread.join()

@@ -24,6 +24,8 @@ Caffe's semantics, kept here because trained models and other tools depend on th
   with its unrolled net: their diffs are zero, and diffs written into the hT (, cT) tops are
   ignored. Both are reproduced (tests/test_caffe_ref_layers.py checks them against Caffe).
 - No gradient flows to cont (asking for one is an error), and T is fixed when the layer is set up.
+  The carried state is part of a solver's run state (`get_run_state` / `set_run_state`), so a
+  resumed run continues its sequences as the uninterrupted one would.
 - The param blobs, their order and shapes are those of Caffe's unrolled net, so caffemodels move
   between the two: W_x (G, D), b (G,), [W_static (G, S)], then the subclass's recurrent blobs
   (G = 4H gate rows for an LSTM, H for an RNN).
@@ -35,7 +37,11 @@ lstm.py.
 """
 import logging
 
+import numpy as np
+
+from ..errors import PclError
 from ..gemm import matmul
+from ..proto import caffe_pb2
 from .base import Layer, Workspace
 
 log = logging.getLogger("pycaffelite")
@@ -152,6 +158,32 @@ class RecurrentLayer(Layer):
                 top[1 + index].write_data()[0] = state
             else:
                 self.buffer(f"carried_{index}", (self.streams, self.hidden), fill=0)[...] = state
+
+    def get_run_state(self):
+        """The states carried into the next call (none with expose_hidden), as a LayerRunState."""
+        if self.expose_hidden:
+            return None
+        state = caffe_pb2.LayerRunState()
+        for index in range(len(self.state_names)):
+            carried = self.buffer(f"carried_{index}", (self.streams, self.hidden), fill=0)
+            host = carried if isinstance(carried, np.ndarray) else carried.get()
+            blob = state.blob.add()
+            blob.shape.dim.extend(host.shape)
+            (blob.double_data if host.dtype == np.float64 else blob.data).extend(host.ravel().tolist())
+        return state
+
+    def set_run_state(self, state):
+        """Carry the states of a `get_run_state()` into the next call; a PclError if they do not fit."""
+        shape = (self.streams, self.hidden)
+        values = [blob.double_data if len(blob.double_data) else blob.data for blob in state.blob]
+        if self.expose_hidden or len(values) != len(self.state_names) or any(
+                tuple(blob.shape.dim) != shape or len(v) != self.streams * self.hidden
+                for blob, v in zip(state.blob, values)):
+            raise PclError(f"its saved carried state does not fit {len(self.state_names)} state(s) "
+                           f"of {self.streams} x {self.hidden} (streams x num_output)")
+        for index, value in enumerate(values):
+            carried = self.buffer(f"carried_{index}", shape, fill=0)
+            carried[...] = self.xp.asarray(np.asarray(value, dtype=self.dtype).reshape(shape))
 
     # -- the input transform, forward and backward ---------------------------------------------
     def transform_inputs(self, bottom, out):

@@ -39,10 +39,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import device
+from .. import random_state
 from ..errors import PclError
 from ..io import images as image_io
 from . import register
-from .data import PrefetchingDataLayer, join_root
+from .data import PrefetchingDataLayer, check_source, join_root
 from .prefetch import decode_pool
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,22 @@ class _WindowSource:
         elif self.mean_values.size:
             target -= self.mean_values
         target *= self.scale
+
+    def position(self):
+        return self.rng.bit_generator.state
+
+    def seek(self, position):
+        self.rng.bit_generator.state = position
+
+    def to_proto(self, position, state):
+        state.source = self.source
+        random_state.to_proto(position, state.random.add())
+
+    def from_proto(self, state):
+        check_source(state, self.source)
+        if len(state.random) != 1:
+            raise PclError(f"its saved state holds {len(state.random)} generators; WindowData has 1")
+        return random_state.from_proto(state.random[0])
 
     def close(self):
         pass

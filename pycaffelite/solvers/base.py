@@ -31,7 +31,7 @@ from ..io import protoio
 from ..net import Net
 from ..proto import caffe_pb2
 from .. import training_log as tlog
-from . import lr_policy, solverstate
+from . import lr_policy, resume, solverstate
 
 log = logging.getLogger("pycaffelite")
 
@@ -85,6 +85,8 @@ class Solver:
         self._action_function = None
         self._losses = []
         self._smoothed_loss = f32(0)
+        self._window_start = 0
+        self._resumed_window = None
         self._check_param()
         self._check_snapshot_write_permissions()
         if self.param.random_seed >= 0:
@@ -267,8 +269,9 @@ class Solver:
         p = self.param
         start_iter = self.iter
         stop_iter = self.iter + iters
-        self._losses = []
-        self._smoothed_loss = f32(0)
+        self._losses, self._smoothed_loss = self._resumed_window or ([], f32(0))
+        self._resumed_window = None
+        self._window_start = start_iter
         last_display_time = time.perf_counter()
         last_display_iter = self.iter
         while self.iter < stop_iter:
@@ -343,6 +346,19 @@ class Solver:
             self._smoothed_loss = f32(self._smoothed_loss
                                       + f32(f32(loss - self._losses[index]) / f32(average_loss)))
             self._losses[index] = loss
+
+    def loss_window(self):
+        """The losses the smoothed loss averages, oldest first, and the smoothed loss."""
+        losses = self._losses
+        if len(losses) == self.param.average_loss:
+            oldest = (self.iter - self._window_start) % len(losses)
+            losses = losses[oldest:] + losses[:oldest]
+        return [float(loss) for loss in losses], float(self._smoothed_loss)
+
+    def resume_loss_window(self, losses, smoothed_loss):
+        """Let the next `step()` continue a `loss_window()` (as kept in a snapshot's run state)."""
+        window = [f32(loss) for loss in losses[-self.param.average_loss:]]
+        self._resumed_window = (window, f32(smoothed_loss)) if window else None
 
     @property
     def lr(self):
@@ -441,7 +457,9 @@ class Solver:
         state_filename = self.snapshot_filename(".solverstate.h5" if hdf5 else ".solverstate")
         log.info("Snapshotting solver state to %s file %s", "HDF5" if hdf5 else "binary proto",
                  state_filename)
-        solverstate.write_solverstate(state_filename, self.solver_state(model_filename))
+        state = self.solver_state(model_filename)
+        state.run_state = resume.capture(self)
+        solverstate.write_solverstate(state_filename, state)
         return model_filename, state_filename
 
     def solver_state(self, model_filename):
@@ -450,7 +468,8 @@ class Solver:
 
     def restore(self, state_file):
         """Continue from a .solverstate / .solverstate.h5 (ours or Caffe's): iteration, lr step,
-        history, and the weights of the snapshot it names. Nothing changes if the file is refused."""
+        history, the weights of the snapshot it names, and (ours) the run state: data positions,
+        random generators, the smoothed-loss window. Nothing changes if the file is refused."""
         state_file = os.fspath(state_file)
         state = solverstate.read_solverstate(state_file)
         for field in ("iter", "current_step"):
@@ -464,6 +483,7 @@ class Solver:
         self.iter = state.iter
         self.current_step = state.current_step
         self.restore_history(state)
+        resume.restore(self, state.run_state, state_file)
 
     def check_solver_state(self, state, state_file):
         """Refuse a state whose history does not fit this solver (provided by the update rules)."""

@@ -4,6 +4,10 @@
 `.solverstate.h5`: int32 datasets `iter` and `current_step` of shape (1,), `learned_net` a scalar
 fixed-length NUL-terminated ASCII string, and a group `history` with float datasets `0`..`n-1`.
 
+pycaffelite adds the run state (data positions, generators: see solvers/resume.py) where Caffe
+does not look: SolverState field 1000 (`run_state`), and in HDF5 the group `pycaffelite` holding
+the serialised RunState as the uint8 dataset `run_state`. Caffe reads both files as before.
+
 A weights file passed where a solver state is expected (Caffe issue #4181) is recognised and
 explained instead of failing on a missing field.
 """
@@ -29,6 +33,7 @@ class SolverStateData:
     current_step: int
     learned_net: str | None
     history: list
+    run_state: caffe_pb2.RunState | None = None
 
 
 def is_hdf5_path(path):
@@ -49,6 +54,8 @@ def write_solverstate(path, state):
         blob.shape.dim.extend(values.shape)
         blob.data.extend(np.asarray(values, dtype=np.float32).ravel().tolist())
     proto.current_step = state.current_step
+    if state.run_state is not None:
+        proto.run_state.CopyFrom(state.run_state)
     protoio.write_binary_proto(path, proto)
 
 
@@ -90,7 +97,8 @@ def _read_binary(path):
                            f"{tuple(shape)}; the file is damaged")
         arrays.append(np.asarray(values, dtype=np.float32).reshape(shape))
     learned_net = proto.learned_net if proto.HasField("learned_net") else None
-    return SolverStateData(proto.iter, proto.current_step, learned_net, arrays)
+    run_state = proto.run_state if proto.HasField("run_state") else None
+    return SolverStateData(proto.iter, proto.current_step, learned_net, arrays, run_state)
 
 
 def _looks_like_weights(proto, data):
@@ -109,6 +117,8 @@ def _parses_as_net(data):
 
 # -- HDF5 -------------------------------------------------------------------------------------
 
+_OURS = "pycaffelite"  # the group holding what Caffe's layout lacks
+
 def _write_hdf5(path, state):
     with atomic_output(path, "solver state") as temp:
         with h5py.File(temp, "w") as f:
@@ -119,6 +129,9 @@ def _write_hdf5(path, state):
             group = f.create_group("history")
             for index, values in enumerate(state.history):
                 group.create_dataset(str(index), data=np.asarray(values, dtype=np.float32))
+            if state.run_state is not None:
+                serialised = np.frombuffer(state.run_state.SerializeToString(), dtype=np.uint8)
+                f.create_group(_OURS).create_dataset("run_state", data=serialised)
 
 
 def _write_c_string(f, name, text):
@@ -155,7 +168,21 @@ def _read_hdf5(path):
             value = f["learned_net"][()]
             learned_net = (value.decode("utf-8") if isinstance(value, bytes) else str(value)).rstrip("\0")
         current_step = int(np.asarray(f["current_step"]).ravel()[0]) if "current_step" in f else 0
-        return SolverStateData(int(np.asarray(f["iter"]).ravel()[0]), current_step, learned_net, arrays)
+        return SolverStateData(int(np.asarray(f["iter"]).ravel()[0]), current_step, learned_net, arrays,
+                               _read_hdf5_run_state(f, path))
+
+
+def _read_hdf5_run_state(f, path):
+    """The RunState in pycaffelite's group, or None (a state written by Caffe)."""
+    if f"{_OURS}/run_state" not in f:
+        return None
+    run_state = caffe_pb2.RunState()
+    try:
+        run_state.ParseFromString(np.asarray(f[f"{_OURS}/run_state"], dtype=np.uint8).tobytes())
+    except (pb_message.DecodeError, ValueError, TypeError):
+        raise PclError(f"{path}: its {_OURS}/run_state dataset cannot be read; the file is damaged "
+                       "(delete that group to resume as from a Caffe solver state)") from None
+    return run_state
 
 
 # -- weights where a state was expected (Caffe #4181) -----------------------------------------
