@@ -3,7 +3,8 @@ with wrap-around, and writing a new database with the options Caffe's LevelDB ba
 
 LevelDB lets one process at a time open a database (its LOCK file), and that process only once,
 so readers within a process share one handle; another process reading the same database at the
-same time is refused with a message saying so.
+same time is refused with a message saying so. An error LevelDB reports while reading (a damaged
+or missing table file) becomes a PclError naming the database.
 """
 import os
 
@@ -27,8 +28,17 @@ def _open(real):
                            "LevelDB allows one process at a time: wait for it to finish, or copy the "
                            "database, or convert it to LMDB (which many processes may read)") from None
         raise PclError(f'cannot open LevelDB database "{real}" ({message})') from None
+    except plyvel.CorruptionError as exc:
+        raise _damaged(real, exc) from None
     except plyvel.Error as exc:
         raise PclError(f'cannot open LevelDB database "{real}" ({_text(exc)})') from None
+
+
+def _damaged(path, exc):
+    """The PclError for an error LevelDB reports while reading `path`."""
+    return PclError(f'LevelDB database "{path}" is damaged ({_text(exc)}); re-create it (pcl '
+                    "convert_imageset or pcl convert_mnist with --backend leveldb) or restore it "
+                    "from a copy")
 
 
 def _text(exc):
@@ -46,8 +56,15 @@ class RecordReader:
     def __init__(self, path):
         self.path = os.fspath(path)
         self.db = _databases.acquire(self.path)
-        with self.db.iterator() as probe:
-            empty = next(probe, None) is None
+        try:
+            with _iterator(self.db, self.path) as probe:
+                empty = next(probe, None) is None
+        except plyvel.Error as exc:
+            _databases.release(self.db)
+            raise _damaged(self.path, exc) from None
+        except PclError:
+            _databases.release(self.db)
+            raise
         if empty:
             _databases.release(self.db)
             raise PclError(f'LevelDB database "{self.path}" is empty; fill it first (e.g. with '
@@ -58,8 +75,15 @@ class RecordReader:
     def _start(self):
         if self._iterator is not None:
             self._iterator.close()
-        self._iterator = self.db.iterator()
-        self._item = next(self._iterator)
+        self._iterator = _iterator(self.db, self.path)
+        self._item = self._step()
+
+    def _step(self):
+        """The iterator's next item, or None at the end."""
+        try:
+            return next(self._iterator, None)
+        except plyvel.Error as exc:
+            raise _damaged(self.path, exc) from None
 
     def peek(self):
         """The current (key, value), without moving on."""
@@ -70,7 +94,7 @@ class RecordReader:
     def next(self):
         """The current (key, value) and a step forward, wrapping around at the end."""
         item = self.peek()
-        self._item = next(self._iterator, None)
+        self._item = self._step()
         if self._item is None:
             self._start()
         return item
@@ -88,8 +112,8 @@ class RecordReader:
         no such key."""
         if self._iterator is not None:
             self._iterator.close()
-        self._iterator = self.db.iterator(start=key)
-        self._item = next(self._iterator, None)
+        self._iterator = _iterator(self.db, self.path, start=key)
+        self._item = self._step()
         if self._item is not None and self._item[0] == key:
             return True
         self._start()
@@ -102,12 +126,27 @@ class RecordReader:
         _databases.release(self.db)
 
 
+def _iterator(database, path, **options):
+    """A plyvel iterator over `database` (at `path`, for the message if that fails)."""
+    try:
+        return database.iterator(**options)
+    except plyvel.Error as exc:
+        raise _damaged(path, exc) from None
+
+
 def iterate(path):
     """Every (key, value) once, in key order."""
     database = _databases.acquire(os.fspath(path))
     try:
-        with database.iterator() as records:
-            yield from records
+        with _iterator(database, path) as records:
+            while True:
+                try:
+                    item = next(records, None)
+                except plyvel.Error as exc:
+                    raise _damaged(path, exc) from None
+                if item is None:
+                    return
+                yield item
     finally:
         _databases.release(database)
 

@@ -3,24 +3,34 @@ and writing a new database.
 
 Caffe's Data layer visits records in LMDB order (keys sorted bytewise) and starts over after the
 last one. An LMDB may be opened only once per process, so readers of one database (a train and a
-test net, say) share one read-only environment.
+test net, say) share one read-only environment. Its data file is checked before it is mapped
+(lmdb_check: a damaged file would crash liblmdb), and any error liblmdb still reports while
+reading becomes a PclError naming the database.
 """
 import os
 
 import lmdb
 
 from ..errors import PclError
+from . import lmdb_check
 from .db import SharedHandles
 
 _INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; doubled whenever a transaction does not fit
 
 
 def _open(real):
+    lmdb_check.check(real)
     try:
         return lmdb.open(real, readonly=True, lock=False, readahead=False, max_readers=512,
                          subdir=os.path.isdir(real))
     except lmdb.Error as exc:
         raise PclError(f'cannot open LMDB database "{real}" ({exc})') from None
+
+
+def _damaged(path, exc):
+    """The PclError for an error liblmdb reports while reading `path`."""
+    return PclError(f'LMDB database "{path}" is damaged ({exc}); re-create it (pcl convert_imageset '
+                    "or pcl convert_mnist) or restore it from a copy")
 
 
 _environments = SharedHandles(_open, lambda env: env.close())
@@ -35,7 +45,12 @@ class RecordReader:
     def __init__(self, path):
         self.path = os.fspath(path)
         self.env = _environments.acquire(self.path)
-        if self.env.stat()["entries"] == 0:
+        try:
+            entries = self.env.stat()["entries"]
+        except lmdb.Error as exc:
+            _environments.release(self.env)
+            raise _damaged(self.path, exc) from None
+        if entries == 0:
             _environments.release(self.env)
             raise PclError(f'LMDB database "{self.path}" is empty; fill it first (e.g. with '
                            "pcl convert_imageset)")
@@ -44,9 +59,12 @@ class RecordReader:
 
     def _start(self):
         # Values are memoryviews into the map (no copy), valid while this read transaction lives.
-        self._txn = self.env.begin(buffers=True)
-        self._cursor = self._txn.cursor()
-        self._cursor.first()
+        try:
+            self._txn = self.env.begin(buffers=True)
+            self._cursor = self._txn.cursor()
+            self._cursor.first()
+        except lmdb.Error as exc:
+            raise _damaged(self.path, exc) from None
 
     def peek(self):
         """The current (key as bytes, value as a memoryview), without moving on."""
@@ -58,8 +76,11 @@ class RecordReader:
     def next(self):
         """The current (key, value) and a step forward, wrapping around at the end."""
         item = self.peek()
-        if not self._cursor.next():
-            self._cursor.first()
+        try:
+            if not self._cursor.next():
+                self._cursor.first()
+        except lmdb.Error as exc:
+            raise _damaged(self.path, exc) from None
         return item
 
     def skip(self, n):
@@ -75,9 +96,12 @@ class RecordReader:
         no such key."""
         if self._cursor is None:
             self._start()
-        if self._cursor.set_key(key):
-            return True
-        self._cursor.first()
+        try:
+            if self._cursor.set_key(key):
+                return True
+            self._cursor.first()
+        except lmdb.Error as exc:
+            raise _damaged(self.path, exc) from None
         return False
 
     def close(self):
@@ -92,7 +116,15 @@ def iterate(path):
     env = _environments.acquire(os.fspath(path))
     try:
         with env.begin(buffers=False) as txn:
-            yield from txn.cursor()
+            cursor = iter(txn.cursor())
+            while True:
+                try:
+                    item = next(cursor, None)
+                except lmdb.Error as exc:
+                    raise _damaged(path, exc) from None
+                if item is None:
+                    return
+                yield item
     finally:
         _environments.release(env)
 

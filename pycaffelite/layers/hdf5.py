@@ -74,8 +74,13 @@ class HDF5DataLayer(Layer):
             raise self.error(f'cannot open HDF5 file "{filename}" ({exc}); paths in '
                              f'"{self.param.hdf5_data_param.source}" are relative to the working '
                              "directory") from None
-        with handle:
-            self.rows = [self._read_dataset(handle, filename, name) for name in self.dataset_names]
+        try:
+            with handle:
+                self.rows = [self._read_dataset(handle, filename, name)
+                             for name in self.dataset_names]
+        except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py's errors on damaged files
+            raise self.error(f'HDF5 file "{filename}" is damaged ({exc}); write it again or restore '
+                             "it from a copy") from None
         num = self.rows[0].shape[0]
         for name, rows in zip(self.dataset_names, self.rows):
             if rows.shape[0] != num:
