@@ -8,7 +8,7 @@ import importlib
 import pkgutil
 
 from .. import forks
-from ..errors import NotSupportedError, PclError
+from ..errors import PclError
 
 _REGISTRY = {}
 _loaded = False
@@ -46,16 +46,8 @@ def registered_types():
     return sorted(_REGISTRY)
 
 
-# Caffe layer types that pycaffelite does not implement (yet), with what to do instead.
-NOT_SUPPORTED = {
-}
-
-
 def layer_factory(type_name, layer_name="?"):
     _load_all()
-    if type_name in NOT_SUPPORTED and type_name not in _REGISTRY:
-        raise NotSupportedError(f'layer "{layer_name}": not supported: type "{type_name}": '
-                                f"{NOT_SUPPORTED[type_name]}")
     try:
         return _REGISTRY[type_name]
     except KeyError:

@@ -5,7 +5,6 @@ from google.protobuf import text_format
 
 import pycaffelite as pcl
 from pycaffelite import net_build
-from pycaffelite.layers import NOT_SUPPORTED
 from pycaffelite.proto import caffe_pb2
 
 
@@ -178,11 +177,3 @@ def test_set_input_arrays_goes_to_the_memory_data_layer():
     with pytest.raises(pcl.PclError, match="needs a MemoryData first layer"):
         other.set_input_arrays(data, np.zeros(4))
 
-
-def test_known_caffe_types_without_an_implementation_say_so(monkeypatch):
-    """No Caffe type is listed as not supported any more: the message is checked on a stand-in."""
-    monkeypatch.setitem(NOT_SUPPORTED, "Odd", "odd layers are not implemented")
-    text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 } } }\n'
-            'layer { name: "odd" type: "Odd" bottom: "x" top: "y" }')
-    with pytest.raises(pcl.NotSupportedError, match='layer "odd": not supported: type "Odd": odd layers'):
-        pcl.Net(net_param(text), pcl.TRAIN)
