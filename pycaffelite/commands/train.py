@@ -5,16 +5,22 @@
               [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--no-progress]
               [--log FILE] [--plot curves.png]
 
+Several solvers train side by side, averaging their gradients (see pycaffelite.distributed):
+`mpiexec -n N pcl train ...` runs N CPU processes joined by MPI (on one machine or, with a
+hostfile, several), `--gpu 0,1` (or `all`) one process per GPU joined by NCCL, and mpiexec with
+--gpu one GPU per rank. Only rank 0 logs, tests and snapshots.
+
 Caffe's single-dash spellings (`-solver x`) work too. Log lines on stderr use Caffe's wording (so
 tools/extra/parse_log.py reads them); on a terminal a progress bar shows rate and ETA. glog's
 environment (GLOG_minloglevel, GLOG_log_dir, GLOG_logtostderr, GLOG_alsologtostderr) applies as
 in Caffe; --log FILE also writes the lines to FILE. --plot draws the training curves while
 training (see pycaffelite.plot.LivePlot).
 
-Differences from `caffe train`, on purpose: several GPU ids train on the first one only (no
-multi-GPU sync; a warning says so); a solver asking for GPU mode through solver_mode (not --gpu)
-on a machine without a usable GPU trains on the CPU with a warning instead of failing.
+Differences from `caffe train`, on purpose: a solver asking for GPU mode through solver_mode (not
+--gpu) on a machine without a usable GPU trains on the CPU with a warning instead of failing;
+several GPUs train in one process per GPU (Caffe: one thread per GPU).
 """
+import contextlib
 import logging
 import signal
 
@@ -23,6 +29,7 @@ from google.protobuf import text_format
 
 from .. import device
 from .. import plot
+from ..distributed import DataParallel, launch
 from .. import training_log as tlog
 from ..errors import PclError
 from ..proto import caffe_pb2
@@ -63,15 +70,12 @@ def parse_gpus(text):
 
 
 def use_devices(gpus):
-    """Set CPU or GPU mode as Caffe's tools do; several GPUs: the first is used."""
+    """Set CPU or GPU mode (one GPU) as Caffe's tools do."""
     if not gpus:
         log.info("Use CPU.")
         device.set_mode_cpu()
         return
     log.info("Using GPUs %s", ", ".join(str(g) for g in gpus))
-    if len(gpus) > 1:
-        log.warning("pycaffelite trains on one device: using GPU %d only (the effective batch "
-                    "size is not multiplied by %d)", gpus[0], len(gpus))
     device.set_device(gpus[0])
     device.set_mode_gpu()
 
@@ -122,6 +126,18 @@ def _solver_gpus(param, gpu):
     return [param.device_id]
 
 
+def _command_line(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect,
+                  no_progress, log_file, plot_file):
+    """The `pcl train` arguments that repeat these options, for the worker processes."""
+    args = ["train", "--solver", solver, "--gpu", gpu, "--level", str(level),
+            "--sigint_effect", sigint_effect, "--sighup_effect", sighup_effect]
+    for flag, value in (("--snapshot", snapshot), ("--weights", weights), ("--stage", stage),
+                        ("--log", log_file), ("--plot", plot_file)):
+        if value:
+            args += [flag, value]
+    return args + (["--no-progress"] if no_progress else [])
+
+
 _EFFECT = click.Choice(list(ACTIONS))
 
 
@@ -145,7 +161,20 @@ _EFFECT = click.Choice(list(ACTIONS))
 def command(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect, no_progress,
             log_file, plot_file):
     """Train or fine-tune a model."""
-    tlog.configure_logging(log_file=log_file)
+    job = launch.current_job()
+    launch.configure_logging(job, log_file)
+    if job is None:
+        train(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect,
+              no_progress, log_file, plot_file)
+        return
+    with launch.failing_alone(job):
+        train(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect,
+              no_progress or not job.is_root, log_file, plot_file if job.is_root else None, job)
+
+
+def train(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect, no_progress,
+          log_file, plot_file, job=None):
+    """`pcl train`, alone or as rank `job.rank` of a data-parallel job."""
     if not solver:
         raise PclError("need a solver definition to train: pass --solver solver.prototxt")
     if snapshot and weights:
@@ -154,7 +183,21 @@ def command(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_
     param = read_solver_file(solver)
     param.train_state.level = level
     param.train_state.stage.extend(parse_stages(stage))
-    use_devices(_solver_gpus(param, gpu))
+    gpus = _solver_gpus(param, gpu)
+    comm = None
+    if job is not None:
+        comm = job.connect(gpus)
+        launch.join(job, comm)
+    elif len(gpus) > 1:
+        log.info("Training on GPUs %s, one process each", ", ".join(map(str, gpus)))
+        tlog.close_log_files()  # rank 0 writes them from now on
+        launch.spawn(len(gpus), _command_line(solver, snapshot, weights, gpu, stage, level,
+                                              sigint_effect, sighup_effect, no_progress, log_file,
+                                              plot_file),
+                     launch.NcclConnector(gpus))
+        return
+    else:
+        use_devices(gpus)
     if snapshot:
         param.ClearField("weights")
     elif weights:
@@ -162,15 +205,18 @@ def command(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_
         param.weights.append(weights)
     live = plot.LivePlot(plot_file) if plot_file else None
     log.info("Initializing solver from parameters: \n%s", text_format.MessageToString(param))
-    trainer = solver_class(param.type, solver)(param, source=solver)
+    with launch.setting_up(job, comm) if job is not None else contextlib.nullcontext():
+        trainer = solver_class(param.type, solver)(param, source=solver)
+        if snapshot:  # every rank reads the snapshot: like the net and the data, it must be on
+            log.info("Resuming from %s", snapshot)  # every machine
+            trainer.restore(snapshot)
+        if comm is not None:
+            DataParallel(trainer, comm)
     if live is not None:
         logging.getLogger(tlog.LOGGER_NAME).addHandler(live)
         trainer.add_callback(on_end=live.refresh)
     with SignalActions(sigint_effect, sighup_effect) as actions:
         trainer.set_action_function(actions)
-        if snapshot:
-            log.info("Resuming from %s", snapshot)
-            trainer.restore(snapshot)
         log.info("Starting Optimization")
         bar = tlog.ProgressBar(trainer) if tlog.progress_wanted(not no_progress) else None
         try:

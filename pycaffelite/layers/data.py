@@ -9,6 +9,9 @@ bottoms and no backward pass.
 For an exact resume they report, through `get_run_state()`, where the net is in their data (the
 next record key or list entry, and their generators' states, as of the last batch the net took),
 and `set_run_state()` continues from such a state.
+
+In data-parallel training the Data and ImageData layers of a TRAIN net read their rank's share
+of the records (see distributed/shares.py).
 """
 import logging
 import os
@@ -16,6 +19,7 @@ import os
 import numpy as np
 
 from .. import device
+from ..distributed import shares
 from ..errors import PclError
 from ..io import db
 from ..io import images as image_io
@@ -195,7 +199,8 @@ class DataLayer(PrefetchingDataLayer):
             raise self.error("data_param.source is empty; give the database folder to read")
         transformer = self.make_transformer()
         try:
-            reader = db.open_reader(param.source, self.backend(param))
+            reader = shares.share_reader(db.open_reader(param.source, self.backend(param)),
+                                         self.phase)
         except PclError as exc:
             raise self.error(str(exc)) from None
         source = _DatumSource(reader, transformer, param.batch_size, len(top) > 1)
@@ -362,7 +367,8 @@ class ImageDataLayer(PrefetchingDataLayer):
         if param.batch_size <= 0:
             raise self.error(f"image_data_param.batch_size must be positive; found {param.batch_size}")
         where = f'layer "{self.name}" (ImageData)'
-        lines = read_image_list(param.source, where)
+        lines = shares.own_items(read_image_list(param.source, where), self.phase,
+                                 f'{where}: the list "{param.source}"', "lines")
         rng = np.random.default_rng(device.rng().integers(1 << 63))
         source = _ImageListSource(lines, param.root_folder, param, self.make_transformer(),
                                   len(top) > 1, rng)

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import device
+from ..distributed import shares
 from ..errors import PclError
 from ..proto import caffe_pb2
 from . import register
@@ -34,7 +35,8 @@ class HDF5DataLayer(Layer):
     `shuffle`) when a file is used up and wrapping around after the last. No bottoms, no backward,
     no transform_param (the data is used as stored, converted to the net's dtype). Shuffles draw
     from the global generator; `get_run_state()` / `set_run_state()` save and restore the file and
-    row orders and positions, for an exact resume.
+    row orders and positions, for an exact resume. In data-parallel training a TRAIN layer reads
+    its rank's share of each file's rows (see distributed/shares.py).
     """
 
     exact_num_bottom = 0
@@ -88,6 +90,8 @@ class HDF5DataLayer(Layer):
                                  f'"{self.dataset_names[0]}" has {num}, "{name}" has {rows.shape[0]}')
         if num == 0:
             raise self.error(f'HDF5 file "{filename}" holds no rows; remove it from the list')
+        what = f'layer "{self.name}" (HDF5Data): HDF5 file "{filename}"'
+        self.rows = [shares.own_items(rows, self.phase, what, "rows") for rows in self.rows]
 
     def _order_rows(self):
         """Read the loaded file's rows in order, or in a new random order with `shuffle`."""

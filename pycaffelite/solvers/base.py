@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from .. import device
+from ..distributed.group import SolverGroup
 from ..errors import PclError
 from ..io import protoio
 from ..net import Net
@@ -79,6 +80,7 @@ class Solver:
             self.param = read_solver_file(self.source)
         self.iter = 0
         self.current_step = 0
+        self.group = SolverGroup()  # replaced when training data-parallel (pycaffelite.distributed)
         self.requested_early_exit = False
         self.stop_on_nonfinite_loss = True
         self._callbacks = []
@@ -89,8 +91,8 @@ class Solver:
         self._resumed_window = None
         self._check_param()
         self._check_snapshot_write_permissions()
-        if self.param.random_seed >= 0:
-            device.set_random_seed(self.param.random_seed)
+        if self.param.random_seed >= 0:  # each solver of a group draws its own (Caffe adds the rank)
+            device.set_random_seed(self.param.random_seed + device.solver_rank())
         self.net = self._init_train_net()
         self.test_nets = self._init_test_nets()
         for weights in self.param.weights:
@@ -242,7 +244,11 @@ class Solver:
     # -- callbacks and actions -----------------------------------------------------------------
     def add_callback(self, on_start=None, on_gradients_ready=None, on_end=None):
         """Call `on_start()` before each iteration's forward passes, `on_gradients_ready()` before
-        its update, `on_end()` after the update (when `iter` has advanced)."""
+        its update, `on_end()` after the update (when `iter` has advanced). An object with
+        `on_start` and `on_gradients_ready` methods may be given alone (pycaffe's
+        `solver.add_callback(nccl)`)."""
+        if hasattr(on_start, "on_gradients_ready"):
+            on_start, on_gradients_ready = on_start.on_start, on_start.on_gradients_ready
         self._callbacks.append((on_start, on_gradients_ready, on_end))
 
     def _run_callbacks(self, stage):
@@ -278,8 +284,10 @@ class Solver:
             self.net.clear_param_diffs()
             if p.test_interval and self.iter % p.test_interval == 0 and (
                     self.iter > 0 or p.test_initialization):
-                self.test_all()
-                if self.requested_early_exit:
+                if self.group.is_root:  # as in Caffe, only the root solver tests
+                    self.test_all()
+                if self.group.any(self.requested_early_exit):
+                    self.requested_early_exit = True
                     break
             self._run_callbacks(0)
             display = p.display and self.iter % p.display == 0
@@ -288,8 +296,10 @@ class Solver:
                 loss = f32(loss + f32(self.net.forward_from_to()))
                 self.net.backward_from_to()
             loss = f32(loss / f32(p.iter_size))
-            if self.stop_on_nonfinite_loss and not math.isfinite(loss):
-                self._stop_on_nonfinite(loss)
+            if self.stop_on_nonfinite_loss:
+                losses = self.group.losses(loss)
+                if not all(math.isfinite(value) for value in losses):
+                    self._stop_on_nonfinite(losses)
             self._update_smoothed_loss(loss, start_iter)
             if display:
                 now = time.perf_counter()
@@ -303,8 +313,9 @@ class Solver:
             self._run_callbacks(1)
             self.apply_update()
             self.iter += 1
-            request = self.requested_action()
-            if (p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT:
+            request = self.group.action(self.requested_action())
+            if ((p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT) and \
+                    self.group.is_root:
                 self.snapshot()
             self._run_callbacks(2)
             if request == STOP:
@@ -322,10 +333,13 @@ class Solver:
             self.restore(resume_file)
         start_iter = self.iter
         self.step(p.max_iter - self.iter)
-        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0) and \
+                self.group.is_root:
             self.snapshot()
         if self.requested_early_exit:
             log.info("Optimization stopped early.")
+            return
+        if not self.group.is_root:  # the closing display and test are the root solver's
             return
         if p.display and self.iter % p.display == 0:
             loss = f32(self.net.forward_from_to())
@@ -374,18 +388,22 @@ class Solver:
     def smoothed_loss(self):
         return float(self._smoothed_loss)
 
-    def _stop_on_nonfinite(self, loss):
-        culprit = tlog.first_nonfinite_output(self.net)
-        files = self.snapshot()
+    def _stop_on_nonfinite(self, losses):
+        """Stop on the iteration's losses (one per solver of the group), one not finite."""
+        rank = next(r for r, value in enumerate(losses) if not math.isfinite(value))
+        culprit = tlog.first_nonfinite_output(self.net) if rank == self.group.rank else None
+        files = self.snapshot() if self.group.is_root else ("the root solver's snapshot",)
         where = f" ({culprit})" if culprit else ""
+        if self.group.size > 1:
+            where = f" on rank {rank}{where}"
         broken = self._first_nonfinite_param()
         weights = (f"the weights already hold non-finite values ({broken}), so the updates before "
                    f"this one diverged" if broken else "the weights are finite")
         raise NonFiniteLossError(
-            f"iteration {self.iter}: the loss is {tlog.fmt(loss)}{where}; training stopped before "
-            f"updating with it and saved the weights that produced it to {' and '.join(files)}; "
-            f"{weights}. Lower base_lr or set clip_gradients and resume from an earlier snapshot, "
-            f"or check the input data for NaN/inf")
+            f"iteration {self.iter}: the loss is {tlog.fmt(f32(losses[rank]))}{where}; training "
+            f"stopped before updating with it and saved the weights that produced it to "
+            f"{' and '.join(files)}; {weights}. Lower base_lr or set clip_gradients and resume "
+            f"from an earlier snapshot, or check the input data for NaN/inf")
 
     def _first_nonfinite_param(self):
         xp = device.array_module()

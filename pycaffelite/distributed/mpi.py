@@ -1,0 +1,115 @@
+"""MPI through mpi4py: the communicator of `mpiexec -n N pcl train ...` and of Python scripts run
+under mpiexec.
+
+mpi4py is imported only when this process was started by mpiexec (its environment says so: MPICH
+and Intel MPI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE, MVAPICH MV2_COMM_WORLD_SIZE), so a
+plain `pcl train` never loads MPI. The `mpi` extra installs mpi4py and MPICH's runtime (whose
+`mpiexec` runs as root too, unlike Open MPI's without --allow-run-as-root).
+
+Waiting polls the request and sleeps between polls (up to a millisecond), instead of MPI's own
+blocking wait, which spins: ranks waiting while the root solver tests, or for a slower rank,
+would otherwise take CPU time from the ranks computing on the same machine.
+"""
+import os
+import time
+
+from ..errors import PclError
+from .communicator import Communicator, Pending
+
+INSTALL_HINT = "pip install 'pycaffelite[mpi]' (mpi4py and the MPICH runtime)"
+
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+_LONGEST_SLEEP = 1e-3
+
+
+def _from_environment(names, default):
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return default
+
+
+def launched_size():
+    """How many processes mpiexec started this one among (1 when not started by mpiexec)."""
+    return _from_environment(_SIZE_VARIABLES, 1)
+
+
+def launched_rank():
+    """This process's rank as mpiexec's environment tells it (0 when not started by mpiexec)."""
+    return _from_environment(_RANK_VARIABLES, 0)
+
+
+def import_mpi():
+    """mpi4py's MPI module, initialising MPI; one PclError saying what to install when missing."""
+    try:
+        from mpi4py import MPI  # noqa: PLC0415 - optional dependency, loaded under mpiexec only
+    except ImportError:
+        raise PclError(f"pcl was started by mpiexec ({launched_size()} processes) but mpi4py is not "
+                       f"installed; install it with: {INSTALL_HINT}") from None
+    except RuntimeError as exc:  # mpi4py installed, but no MPI library it can load
+        raise PclError(f"mpi4py cannot load an MPI library ({exc}); install one with: "
+                       f"{INSTALL_HINT}") from None
+    return MPI
+
+
+def _wait(request):
+    delay = 0.0
+    while not request.Test():
+        time.sleep(delay)
+        delay = min(max(2 * delay, 1e-5), _LONGEST_SLEEP)
+
+
+class _MpiPending(Pending):
+    def __init__(self, request):
+        self.request = request
+        self.done = False
+
+    def test(self):
+        self.done = self.done or self.request.Test()
+        return self.done
+
+    def wait(self):
+        if not self.done:
+            _wait(self.request)
+            self.done = True
+
+
+class MpiCommunicator(Communicator):
+    """The processes of an MPI communicator (COMM_WORLD by default), exchanging numpy arrays."""
+
+    name = "MPI"
+
+    def __init__(self, comm=None):
+        self.mpi = import_mpi()
+        self.comm = comm if comm is not None else self.mpi.COMM_WORLD
+        self.rank = self.comm.Get_rank()
+        self.size = self.comm.Get_size()
+        expected = launched_size()
+        if comm is None and expected != self.size:
+            raise PclError(f"mpiexec started {expected} processes but MPI counts {self.size}: the "
+                           f"mpiexec on PATH belongs to another MPI than mpi4py's; run the "
+                           f"mpiexec installed with mpi4py's MPI (from {INSTALL_HINT})")
+
+    def start_allreduce(self, buffer):
+        return _MpiPending(self.comm.Iallreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM))
+
+    def broadcast(self, buffer, root=0):
+        _wait(self.comm.Ibcast(buffer, root=root))
+
+    def broadcast_object(self, value, root=0):
+        """Root's picklable `value`, on every rank (an NCCL id, a seed)."""
+        return self.comm.bcast(value, root=root)
+
+    def local_rank(self):
+        """This process's rank among those of the group on its machine (to choose its GPU)."""
+        local = self.comm.Split_type(self.mpi.COMM_TYPE_SHARED)
+        try:
+            return local.Get_rank()
+        finally:
+            local.Free()
+
+    def abort(self, code=1):
+        """End every process of the job now (a rank failed alone; the others would wait)."""
+        self.comm.Abort(code)
