@@ -55,10 +55,12 @@ def _phase_value(phase):
 class Net(PycaffeNet):
     """A Caffe net. `Net(model, phase, weights=None, level=0, stages=())`; pycaffe's
     `Net(model, weights, phase)` order is accepted too. `model` is a prototxt path or a
-    NetParameter; `source` names where a NetParameter came from, for error messages."""
+    NetParameter; `source` names where a NetParameter came from, for error messages.
+    `fill_params=False` leaves the params zero instead of running their fillers (whose settings
+    are still checked): for tools that need the shapes only, or weights loaded next."""
 
     def __init__(self, model, phase=None, weights=None, level=0, stages=(), dtype=np.float32,
-                 state=None, source=None):
+                 state=None, source=None, fill_params=True):
         if isinstance(phase, (str, os.PathLike)) and not str(phase).upper() in ("TRAIN", "TEST") \
                 and weights is not None:
             phase, weights = weights, phase  # pycaffe order: Net(model, weights, phase)
@@ -78,6 +80,7 @@ class Net(PycaffeNet):
             net_state.level = level
         net_state.stage.extend(s for s in stages if s not in net_state.stage)
         self.dtype = np.dtype(dtype)
+        self._fill_params = fill_params
         self._init(net_param, net_state)
         if weights is not None:
             self.copy_from(weights)
@@ -130,6 +133,7 @@ class Net(PycaffeNet):
                                f"{len(layer_param.bottom)} bottoms; give one per bottom")
             with self._reporting(None, "creating it"):
                 layer = create_layer(layer_param, phase=self.phase, dtype=self.dtype)
+            layer.fill_params = self._fill_params
             self.layers.append(layer)
             self.layer_names.append(layer_param.name)
             log.info("Creating Layer %s", layer_param.name)
@@ -495,6 +499,13 @@ class Net(PycaffeNet):
             save_hdf5_weights(self, path, write_diff)
         else:
             protoio.write_binary_proto(path, self.to_proto(write_diff))
+
+    def to_onnx(self, path, opset=None, input_shapes=None, outputs=()):
+        """Write the net (TEST phase) and its weights as an ONNX model; see
+        pycaffelite.onnx_export.export_onnx. Needs the onnx extra."""
+        from .onnx_export import export_onnx  # noqa: PLC0415 - onnx only when exporting
+
+        return export_onnx(self, path, opset=opset, input_shapes=input_shapes, outputs=outputs)
 
     def save_hdf5(self, path, write_diff=False):
         from .io.hdf5_weights import save_hdf5_weights  # noqa: PLC0415

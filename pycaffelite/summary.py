@@ -31,12 +31,11 @@ another prototxt beside the net (a deploy.prototxt), or from --input-shape; a no
 which. Param blobs are not filled while building (a summary needs shapes, not values), so
 large nets build quickly; a filler's type is still checked.
 """
-import contextlib
 import dataclasses
 import math
 import os
 
-from . import filler, net_build
+from . import net_build
 from .errors import PclError
 from .io import protoio
 from .net import Net
@@ -189,18 +188,6 @@ def parse_input_shapes(texts):
     return shapes
 
 
-@contextlib.contextmanager
-def _fillers_checked_only():
-    """Run no filler while building (a summary needs shapes only): each filler's parameters are
-    still checked on a one-element blob of the same number of axes."""
-    real_fill = filler.fill
-    filler.fill = lambda blob, param: filler.filled_values(param, (1,) * len(blob.shape))
-    try:
-        yield
-    finally:
-        filler.fill = real_fill
-
-
 def build_net(model, phase="TRAIN", level=0, stages=(), input_shapes=None, batch=None):
     """The Net `model` describes for the state, with missing-data layers replaced by Input layers
     (see the module doc) and the batch set if given. Returns (net, notes)."""
@@ -216,8 +203,7 @@ def build_net(model, phase="TRAIN", level=0, stages=(), input_shapes=None, batch
     notes = _stand_in_inputs(net_param, model, dict(input_shapes or {}))
     if batch is not None:
         _set_batch(net_param, batch)
-    with _fillers_checked_only():
-        net = Net(net_param, phase, level=level, stages=stages, source=model)
+    net = Net(net_param, phase, level=level, stages=stages, source=model, fill_params=False)
     return net, notes
 
 

@@ -42,6 +42,8 @@ class Layer:
     # Whether the Net adds anonymous tops when the prototxt names fewer than the layer needs
     # (Caffe's AutoTopBlobs: loss layers, whose loss then counts without a named top).
     auto_top_blobs = False
+    # Whether param blobs are filled by their fillers (the Net turns it off for shape-only use).
+    fill_params = True
 
     def allow_force_backward(self, bottom_index):
         """Whether force_backward may ask this layer for the gradient of bottom `bottom_index`."""
@@ -77,13 +79,14 @@ class Layer:
         return Blob(shape, dtype=self.dtype)
 
     def add_param_blob(self, shape, filler_param=None):
-        """Create a param blob, fill it (if a filler is given) and append it to `self.blobs`."""
+        """Create a param blob, fill it (if a filler is given and `fill_params`) and append it to
+        `self.blobs`."""
         from .. import filler  # noqa: PLC0415 - filler imports the schema
 
         if filler_param is not None:
             self.check_filler(filler_param, shape, f"the filler of param {len(self.blobs)}")
         blob = self.make_blob(shape)
-        if filler_param is not None:
+        if filler_param is not None and self.fill_params:
             filler.fill(blob, filler_param)
         self.blobs.append(blob)
         return blob

@@ -236,3 +236,19 @@ def test_caffe_net_is_pycaffelites_net(tmp_path):
     net.save(str(tmp_path / "w.caffemodel"))
     legacy = caffe.Net(str(path), str(tmp_path / "w.caffemodel"), caffe.TEST)
     np.testing.assert_array_equal(legacy.params["ip"][0].data, net.params["ip"][0].data)
+
+
+def test_fill_params_false_leaves_params_zero_but_checks_fillers():
+    net = pcl.Net(text_format.Parse(NET, caffe_pb2.NetParameter()), pcl.TRAIN, fill_params=False)
+    assert not net.params["ip"][0].data.any() and not net.params["ip"][1].data.any()
+    bad = NET.replace("std: 1 }\n                              bias_filler", "std: -1 }\n                              bias_filler")
+    with pytest.raises(pcl.PclError, match="std must not be negative"):
+        pcl.Net(text_format.Parse(bad, caffe_pb2.NetParameter()), pcl.TRAIN, fill_params=False)
+
+
+def test_to_onnx_writes_the_net(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    net = deploy_net()
+    model = net.to_onnx(str(tmp_path / "small.onnx"))
+    assert onnx.load(str(tmp_path / "small.onnx")).graph.output[0].name == "out"
+    assert [i.name for i in model.graph.input] == ["data"]
