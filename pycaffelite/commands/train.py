@@ -189,12 +189,12 @@ def train(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_ef
         comm = job.connect(gpus)
         launch.join(job, comm)
     elif len(gpus) > 1:
+        connector = launch.NcclConnector(gpus)  # or one error saying what to install
         log.info("Training on GPUs %s, one process each", ", ".join(map(str, gpus)))
         tlog.close_log_files()  # rank 0 writes them from now on
         launch.spawn(len(gpus), _command_line(solver, snapshot, weights, gpu, stage, level,
                                               sigint_effect, sighup_effect, no_progress, log_file,
-                                              plot_file),
-                     launch.NcclConnector(gpus))
+                                              plot_file), connector)
         return
     else:
         use_devices(gpus)

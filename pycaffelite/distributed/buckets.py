@@ -78,14 +78,15 @@ class GradientReducer:
 
     def _make_buckets(self, bucket_bytes):
         completing = self._completing_layer()
+        last = min(completing, default=0)  # after it the backward pass changes no param diff
         xp, dtype = self.comm.xp, self.net.dtype
         buckets, starts_after, current, size = [], {}, [], 0
-        for layer_id in range(len(self.net.layers) - 1, -1, -1):
+        for layer_id in range(len(self.net.layers) - 1, last - 1, -1):
             for param_id, blob in enumerate(self.net.learnable_params):
                 if completing[param_id] == layer_id:
                     current.append(blob)
                     size += blob.count * dtype.itemsize
-            if current and (size >= bucket_bytes or layer_id == 0):
+            if current and (size >= bucket_bytes or layer_id == last):
                 buckets.append(Bucket(current, xp, dtype))
                 starts_after.setdefault(layer_id, []).append(buckets[-1])
                 current, size = [], 0

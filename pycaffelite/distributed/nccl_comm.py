@@ -50,9 +50,9 @@ class NcclCommunicator(Communicator):
     name = "NCCL"
 
     def __init__(self, size, uid, rank, cupy=None, nccl=None):
+        self.nccl = nccl if nccl is not None else nccl_module()
         if cupy is None:
             import cupy  # noqa: PLC0415 - optional dependency
-        self.nccl = nccl if nccl is not None else nccl_module()
         self.xp = cupy
         self.rank, self.size = rank, size
         self.comm = self.nccl.NcclCommunicator(size, uid, rank)

@@ -44,11 +44,13 @@ def test_layer_type_list_holds_every_registered_type():
         assert name in types
 
 
-def test_nccl_is_honestly_absent():
+def test_nccl_without_cupy_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", None)
     assert caffe.has_nccl() is False
-    with pytest.raises(pcl.NotSupportedError, match="not supported: NCCL"):
+    with pytest.raises(pcl.PclError, match=r"pip install 'pycaffelite\[gpu\]'"):
         caffe.NCCL.new_uid()
-    with pytest.raises(pcl.NotSupportedError, match="train on one device"):
+    with pytest.raises(pcl.PclError, match="needs cupy with NCCL"):
         caffe.NCCL(None, b"")
 
 
