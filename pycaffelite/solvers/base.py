@@ -129,7 +129,7 @@ class Solver:
 
     def _check_snapshot_write_permissions(self):
         p = self.param
-        if not p.snapshot:
+        if not p.snapshot or not self.group.is_root:  # only the root solver writes snapshots
             return
         if not p.HasField("snapshot_prefix"):
             raise self.error("snapshot is set but snapshot_prefix is not; set snapshot_prefix "
