@@ -18,7 +18,13 @@ from pycaffelite.io import protoio
 from pycaffelite.io.datum import array_to_datum
 from pycaffelite.io.db import AtomicWriter
 
+from pycaffelite.solvers import get_solver
+
 HERE = Path(__file__).resolve().parent
+
+# float32 rounding of a few updates: the ranks' sum g0 + g1 against one solver accumulating g0
+# then g1 into its diffs (the products add in another order).
+TOLERANCE = 1e-6
 RUN_RANKS = HERE / "run_pcl_ranks.py"
 
 NET = """name: "small"
@@ -100,6 +106,20 @@ def weights(path):
     net = protoio.read_net_param_binary(str(path))
     return {(layer.name, i): np.array(blob.data, dtype=np.float32)
             for layer in net.layer for i, blob in enumerate(layer.blobs)}
+
+
+def train_alone(folder, solver_file):
+    """Train one solver from `solver_file` in `folder`, in this process; its weights as by
+    `weights`."""
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        solver = get_solver(solver_file)
+        solver.solve()
+        return {(name, i): np.array(blob.data).ravel() for name, blobs in solver.net.params.items()
+                for i, blob in enumerate(blobs)}
+    finally:
+        os.chdir(cwd)
 
 
 def max_difference(a, b):

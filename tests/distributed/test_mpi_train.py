@@ -5,33 +5,18 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
-import numpy as np
 import pytest
 
-from parallel_cases import (make_folder, max_difference, mpi_launcher, needs_mpi, run_pcl,
-                            run_ranks, weights, write_solver)
+from parallel_cases import (TOLERANCE, make_folder, max_difference, mpi_launcher, needs_mpi,
+                            run_pcl, run_ranks, train_alone, weights, write_solver)
 from pycaffelite import distributed
 from pycaffelite.distributed import launch
 from pycaffelite.errors import PclError
-from pycaffelite.solvers import get_solver
 
-# float32 rounding of a few updates: the two ranks' sum g0 + g1 against one solver accumulating
-# g0 then g1 into its diffs (the products add in another order).
-TOLERANCE = 1e-6
-
-
-def train_alone(folder, solver_file):
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        solver = get_solver(solver_file)
-        solver.solve()
-        return {(name, i): np.array(blob.data).ravel() for name, blobs in solver.net.params.items()
-                for i, blob in enumerate(blobs)}
-    finally:
-        os.chdir(cwd)
+SCRIPT = Path(__file__).resolve().parent / "script_data_parallel.py"
 
 
 def rank_processes(folder):
@@ -65,6 +50,19 @@ def test_two_ranks_equal_one_solver_with_iter_size_2(tmp_path):
     assert max_difference(rank0, weights(tmp_path / "ranks_iter_5.caffemodel")) == 0
     lines = [line for line in done.stderr.splitlines() if "Iteration 4 (" in line]
     assert len(lines) == 1  # rank 0 alone logs
+
+
+@needs_mpi
+def test_a_script_trains_data_parallel_under_mpiexec(tmp_path):
+    make_folder(tmp_path)
+    write_solver(tmp_path, "ranks", max_iter=3)
+    write_solver(tmp_path, "alone", max_iter=3, iter_size=2)
+    done = subprocess.run([mpi_launcher(), "-n", "2", sys.executable, str(SCRIPT)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = weights(tmp_path / "script0.caffemodel"), weights(tmp_path / "script1.caffemodel")
+    assert max_difference(rank0, rank1) == 0
+    assert max_difference(rank0, train_alone(tmp_path, "alone.prototxt")) < TOLERANCE
 
 
 @needs_mpi

@@ -1,0 +1,30 @@
+"""`pcl train --gpu 0,1`'s route (one worker process per device, the launcher waiting) with a
+stand-in communicator between processes on the CPU: the same result as mpiexec and as one solver
+with iter_size 2; a worker failing ends the others."""
+import click
+import pytest
+
+from parallel_cases import TOLERANCE, make_folder, max_difference, train_alone, weights, write_solver
+from pipe_standin import PipeConnector
+from pycaffelite.distributed import launch
+
+
+def test_two_worker_processes_equal_one_solver_with_iter_size_2(tmp_path, monkeypatch):
+    make_folder(tmp_path)
+    write_solver(tmp_path, "workers", max_iter=5)
+    write_solver(tmp_path, "alone", max_iter=5, iter_size=2)
+    monkeypatch.chdir(tmp_path)
+    launch.spawn(2, ["train", "--solver", "workers.prototxt"], PipeConnector(2))
+    trained = weights(tmp_path / "workers_iter_5.caffemodel")
+    difference = max_difference(trained, train_alone(tmp_path, "alone.prototxt"))
+    assert difference < TOLERANCE, difference
+
+
+def test_a_failing_worker_ends_the_others(tmp_path, monkeypatch, capfd):
+    make_folder(tmp_path, broken={5})  # rank 1's 3rd record
+    write_solver(tmp_path, "workers", max_iter=100000)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(click.exceptions.Exit):
+        launch.spawn(2, ["train", "--solver", "workers.prototxt"], PipeConnector(2))
+    errors = [line for line in capfd.readouterr().err.splitlines() if "pcl: error" in line]
+    assert len(errors) == 1 and errors[0].startswith("pcl: error: rank 1: ")
