@@ -3,15 +3,13 @@ the test runner down, and the interpreter starts once for all of them.
 
     results = run_cases([("name", ["compute_image_mean", "db"]), ...], timeout=20)
 
-Each result is a dict: name, code (the exit status), stderr (what pcl printed there), and
-`traceback` when an exception escaped pcl. A case that kills the child (a signal) or runs past
+Each result is a dict: name, code (the exit status), stderr (everything written to file
+descriptor 2, by Python or by C libraries), and `traceback` when an exception escaped pcl. A case that kills the child (a signal) or runs past
 `timeout` seconds ends the child; its result says so in `crash` (and the later cases do not run).
 Run as a script, this module is the child: it reads the cases as JSON from a file and writes one
 JSON line when a case starts and one when it ends.
 """
-import contextlib
 import faulthandler
-import io
 import json
 import os
 import subprocess
@@ -56,21 +54,26 @@ def _child(path):
         spec = json.load(handle)
     for name, argv in spec["cases"]:
         print(json.dumps({"start": name}), flush=True)
-        faulthandler.dump_traceback_later(spec["timeout"], exit=True)
-        captured = io.StringIO()
         result = {"name": name}
-        try:
-            with contextlib.redirect_stderr(captured):
+        with tempfile.TemporaryFile() as captured:
+            saved = os.dup(2)
+            os.dup2(captured.fileno(), 2)
+            faulthandler.dump_traceback_later(spec["timeout"], exit=True, file=saved)
+            try:
                 main(argv)
-            result["code"] = 0
-        except SystemExit as exc:
-            result["code"] = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - reported to the parent
-            result["code"] = None
-            result["traceback"] = traceback.format_exc()
-        finally:
-            faulthandler.cancel_dump_traceback_later()
-        result["stderr"] = captured.getvalue()
+                result["code"] = 0
+            except SystemExit as exc:
+                result["code"] = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001 - reported to the parent
+                result["code"] = None
+                result["traceback"] = traceback.format_exc()
+            finally:
+                faulthandler.cancel_dump_traceback_later()
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+            captured.seek(0)
+            result["stderr"] = captured.read().decode("utf-8", errors="replace")
         print(json.dumps(result), flush=True)
 
 

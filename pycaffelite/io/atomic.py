@@ -1,10 +1,114 @@
-"""Writing a file so that it is either complete or absent: write a temporary file beside it,
-flush it to disk, then rename it over the target (a rename within a folder is atomic)."""
+"""Writing a file (or a database folder) so that it is either complete or absent: write a
+temporary beside it, flush it to disk, then rename it over the target (a rename within a folder
+is atomic).
+
+Temporaries are named `.<target name>.<host>-<pid>-<random>.partial`: hidden, and ending in
+`.partial`, so that nothing takes them for a snapshot or a database; the host and process id say
+who writes them. A process killed while writing (kill -9, a power cut) leaves its temporary
+behind; the next process that writes into the same folder removes the temporaries of this host
+whose process no longer runs (`remove_stale`, done once per folder and process).
+
+A failed write becomes one PclError naming the file and the cause ("no space left on device",
+"permission denied", ...) with what to do about it (`write_error`).
+"""
 import contextlib
+import errno
 import os
+import re
 import secrets
+import shutil
+import socket
+import threading
 
 from ..errors import PclError
+
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+_PARTIAL = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[0-9a-f]{8}\.partial$")
+_cleaned = set()
+_cleaned_lock = threading.Lock()
+
+
+def temporary_path(path):
+    """A new temporary name beside `path` (see the module docstring)."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(folder, f".{name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
+def remove_stale(folder):
+    """Remove the temporaries in `folder` left by processes of this host that have ended (once
+    per folder and process; nothing happens where the folder cannot be listed)."""
+    folder = os.path.realpath(folder or ".")
+    with _cleaned_lock:
+        if folder in _cleaned:
+            return
+        _cleaned.add(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = _PARTIAL.match(entry.name)
+        if match and match["host"] == _HOST and not _running(int(match["pid"])):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(entry.path)
+
+
+def _running(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+_CAUSES = {
+    errno.ENOSPC: ("no space left on device", "free some space on that disk or write elsewhere "
+                   "(files written before are intact)"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or write elsewhere (files written "
+                   "before are intact)"),
+    errno.ENOENT: ("the folder does not exist", "create it or write elsewhere"),
+    errno.EACCES: ("permission denied", "make the folder writable or write elsewhere"),
+    errno.EPERM: ("permission denied", "make the folder writable or write elsewhere"),
+    errno.EROFS: ("the file system is read-only", "write elsewhere"),
+}
+
+
+def disk_full(folder):
+    """Whether the file system holding `folder` has (almost) no space left for this user."""
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return stat.f_bavail * stat.f_frsize < 65536
+
+
+def write_cause(error, folder):
+    """(cause, what to do) for a failed write into `folder`. `error` is an OSError or another
+    library's exception: an errno, "No space left on device" in its text, or a full disk (some
+    libraries report a plain I/O error) say the disk is full."""
+    code = getattr(error, "errno", None)
+    if code is None and ("No space left on device" in str(error) or disk_full(folder)):
+        code = errno.ENOSPC
+    if code in _CAUSES:
+        return _CAUSES[code]
+    # HDF5 wraps the system's message in lines of its internals; keep the system's words only.
+    quoted = re.search(r"error message = '([^']*)'", str(error))
+    reason = (os.strerror(code) if isinstance(code, int) else
+              quoted.group(1) if quoted else str(error))
+    return reason, "check that the folder exists and is writable, and that the disk is sound"
+
+
+def write_error(path, what, error):
+    """The PclError for a failed write of `path` (a `what`)."""
+    cause, advice = write_cause(error, os.path.dirname(os.path.abspath(path)))
+    return PclError(f"{path}: cannot write the {what}: {cause}; {advice}")
 
 
 @contextlib.contextmanager
@@ -13,14 +117,14 @@ def atomic_output(path, what="file"):
     An OSError (missing folder, no permission, full disk) becomes a PclError naming `path`."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    remove_stale(folder)
+    temp = temporary_path(path)
     try:
         yield temp
         _fsync(temp)
         os.replace(temp, path)
     except OSError as error:
-        raise PclError(f"{path}: cannot write the {what} ({error.strerror or error}); check that "
-                       f"the folder exists and is writable") from None
+        raise write_error(path, what, error) from None
     finally:
         if os.path.exists(temp):
             os.remove(temp)

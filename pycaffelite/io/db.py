@@ -10,17 +10,19 @@ first needed; this module holds what the two share:
     iterate(path, backend)        every (key, value) once
     AtomicWriter(path, backend)   a new database, built in a temporary folder and renamed into
                                   place only when complete, so a failed run leaves nothing behind
+                                  (and a killed run's folder is removed by the next writer there:
+                                  see atomic.py)
     SharedHandles                 one open handle per database and process (neither library lets
                                   a process open a database twice)
 """
 import importlib
 import logging
 import os
-import secrets
 import shutil
 import threading
 
 from ..errors import PclError
+from . import atomic
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,8 @@ class AtomicWriter:
     Records are handed to the backend `commit_every` at a time (one transaction or write batch
     each, as Caffe's tools commit every 1000). `path` must not exist yet (Caffe's tools refuse to
     overwrite a database). On an exception (including Ctrl-C) the temporary folder is removed and
-    nothing is left at `path`. `written` counts the records committed so far.
+    nothing is left at `path`. `written` counts the records committed so far. The backends' Stores
+    report a full disk and other write failures as a PclError naming the database.
     """
 
     def __init__(self, path, backend=LMDB, commit_every=1000):
@@ -176,7 +179,8 @@ class AtomicWriter:
         folder = os.path.dirname(self.path)
         if not os.path.isdir(folder):
             raise PclError(f'cannot create "{self.path}": the folder "{folder}" does not exist')
-        self.temp = os.path.join(folder, f".{os.path.basename(self.path)}.{secrets.token_hex(4)}.tmp")
+        atomic.remove_stale(folder)
+        self.temp = atomic.temporary_path(self.path)
         try:
             self.store = _backend_module(self.backend).Store(self.temp, self.path)
         except BaseException:
@@ -204,8 +208,10 @@ class AtomicWriter:
                 complete = True
         finally:
             if not complete:
-                self.store.abandon()
-                shutil.rmtree(self.temp, ignore_errors=True)
+                try:
+                    self.store.abandon()
+                finally:
+                    shutil.rmtree(self.temp, ignore_errors=True)
         if complete:
             try:
                 os.rename(self.temp, self.path)

@@ -11,6 +11,7 @@ import os
 import plyvel
 
 from ..errors import PclError
+from . import atomic
 from .db import SharedHandles
 
 # Caffe's db_leveldb.cpp opens databases with these (LevelDB's default bytewise key order and
@@ -157,18 +158,29 @@ class Store:
     tools commit."""
 
     def __init__(self, folder, name):
+        self.db = None
+        self.folder = folder
+        self.name = name
         try:
             self.db = plyvel.DB(folder, create_if_missing=True, error_if_exists=True, **_OPTIONS)
         except plyvel.Error as exc:
-            raise PclError(f'cannot create LevelDB database "{name}" ({_text(exc)})') from None
+            raise self._failed("create", exc) from None
+
+    def _failed(self, doing, exc):
+        cause, advice = atomic.write_cause(_text(exc), os.path.dirname(self.folder))
+        return PclError(f'cannot {doing} LevelDB database "{self.name}": {cause}; {advice}')
 
     def write(self, pairs):
-        with self.db.write_batch(sync=True) as batch:
-            for key, value in pairs:
-                batch.put(key, value)
+        try:
+            with self.db.write_batch(sync=True) as batch:
+                for key, value in pairs:
+                    batch.put(key, value)
+        except plyvel.Error as exc:
+            raise self._failed("write", exc) from None
 
     def close(self):
         self.db.close()
 
     def abandon(self):
-        self.db.close()
+        if self.db is not None:
+            self.db.close()

@@ -12,7 +12,7 @@ import os
 import lmdb
 
 from ..errors import PclError
-from . import lmdb_check
+from . import atomic, lmdb_check
 from .db import SharedHandles
 
 _INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; doubled whenever a transaction does not fit
@@ -131,14 +131,21 @@ def iterate(path):
 
 class Store:
     """A new LMDB in the (not yet existing) folder `folder`; `name` is the database's final path,
-    for messages. `write(pairs)` commits one transaction, growing the map as needed."""
+    for messages. `write(pairs)` commits one transaction, growing the map as needed. A failure
+    (a full disk: liblmdb then reports an I/O error) is a PclError naming the database."""
 
     def __init__(self, folder, name):
         self.env = None
+        self.folder = folder
+        self.name = name
         try:
             self.env = lmdb.open(folder, map_size=_INITIAL_MAP_SIZE, subdir=True)
         except lmdb.Error as exc:
-            raise PclError(f'cannot create LMDB database "{name}" ({exc})') from None
+            raise self._failed("create", exc) from None
+
+    def _failed(self, doing, exc):
+        cause, advice = atomic.write_cause(exc, os.path.dirname(self.folder))
+        return PclError(f'cannot {doing} LMDB database "{self.name}": {cause}; {advice}')
 
     def write(self, pairs):
         while True:
@@ -149,9 +156,14 @@ class Store:
                 return
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:
+                raise self._failed("write", exc) from None
 
     def close(self):
-        self.env.sync(True)
+        try:
+            self.env.sync(True)
+        except lmdb.Error as exc:
+            raise self._failed("write", exc) from None
         self.env.close()
 
     def abandon(self):

@@ -28,7 +28,7 @@ import numpy as np
 from .. import device
 from ..distributed.group import SolverGroup
 from ..errors import PclError
-from ..io import protoio
+from ..io import atomic, protoio
 from ..net import Net
 from ..proto import caffe_pb2
 from .. import training_log as tlog
@@ -134,14 +134,18 @@ class Solver:
         if not p.HasField("snapshot_prefix"):
             raise self.error("snapshot is set but snapshot_prefix is not; set snapshot_prefix "
                              "(snapshots are written to <snapshot_prefix>_iter_<N>.caffemodel)")
-        probe = self.snapshot_filename(".tempfile")
+        # A killed run's temporary snapshot files in this folder are removed here (see io/atomic).
+        probe = atomic.temporary_path(self.snapshot_filename(".caffemodel"))
+        folder = os.path.dirname(probe)
+        atomic.remove_stale(folder)
         try:
             with open(probe, "w", encoding="utf-8"):
                 pass
             os.remove(probe)
-        except OSError:
-            raise self.error(f"cannot write to snapshot prefix '{p.snapshot_prefix}'; make sure "
-                             f"that the folder exists and is writable") from None
+        except OSError as error:
+            cause, advice = atomic.write_cause(error, folder)
+            raise self.error(f"cannot write to snapshot prefix '{p.snapshot_prefix}': {cause}; "
+                             f"{advice}") from None
 
     def _read_net_file(self, path, field):
         if not os.path.exists(path):
