@@ -20,7 +20,6 @@ Differences from `caffe train`, on purpose: a solver asking for GPU mode through
 --gpu) on a machine without a usable GPU trains on the CPU with a warning instead of failing;
 several GPUs train in one process per GPU (Caffe: one thread per GPU).
 """
-import contextlib
 import logging
 import signal
 
@@ -29,7 +28,7 @@ from google.protobuf import text_format
 
 from .. import device
 from .. import plot
-from ..distributed import DataParallel, launch
+from ..distributed import DataParallel, launch, nccl_comm
 from .. import training_log as tlog
 from ..errors import PclError
 from ..proto import caffe_pb2
@@ -163,55 +162,65 @@ def command(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_
     """Train or fine-tune a model."""
     job = launch.current_job()
     launch.configure_logging(job, log_file)
-    if job is None:
-        train(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect,
-              no_progress, log_file, plot_file)
-        return
-    with launch.failing_alone(job):
-        train(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect,
-              no_progress or not job.is_root, log_file, plot_file if job.is_root else None, job)
-
-
-def train(solver, snapshot, weights, gpu, stage, level, sigint_effect, sighup_effect, no_progress,
-          log_file, plot_file, job=None):
-    """`pcl train`, alone or as rank `job.rank` of a data-parallel job."""
     if not solver:
         raise PclError("need a solver definition to train: pass --solver solver.prototxt")
     if snapshot and weights:
         raise PclError("give a snapshot to resume training (--snapshot) or weights to fine-tune "
                        "(--weights), but not both")
+    if job is None:
+        param, gpus = _read(solver, gpu, stage, level)
+        if len(gpus) > 1:
+            connector = launch.NcclConnector(gpus)  # or one error saying what to install
+            log.info("Training on GPUs %s, one process each", ", ".join(map(str, gpus)))
+            tlog.close_log_files()  # rank 0 writes them from now on
+            launch.spawn(len(gpus), _command_line(solver, snapshot, weights, gpu, stage, level,
+                                                  sigint_effect, sighup_effect, no_progress,
+                                                  log_file, plot_file), connector)
+            return
+        use_devices(gpus)
+        trainer = _make_solver(solver, param, snapshot, weights)
+        _train(trainer, sigint_effect, sighup_effect, no_progress, plot_file)
+        return
+    with launch.failing_alone(job):
+        with launch.setting_up(job):  # failures every rank meets are reported once
+            param, gpus = _read(solver, gpu, stage, level)
+            if gpus:
+                nccl_comm.nccl_module()
+        comm = job.connect(gpus)
+        launch.join(job, comm)
+        with launch.setting_up(job):
+            trainer = _make_solver(solver, param, snapshot, weights)
+        DataParallel(trainer, comm)
+        _train(trainer, sigint_effect, sighup_effect, no_progress or not job.is_root,
+               plot_file if job.is_root else None)
+
+
+def _read(solver, gpu, stage, level):
+    """The solver's parameters with the train net's stages and level, and the GPUs to use."""
     param = read_solver_file(solver)
     param.train_state.level = level
     param.train_state.stage.extend(parse_stages(stage))
-    gpus = _solver_gpus(param, gpu)
-    comm = None
-    if job is not None:
-        comm = job.connect(gpus)
-        launch.join(job, comm)
-    elif len(gpus) > 1:
-        connector = launch.NcclConnector(gpus)  # or one error saying what to install
-        log.info("Training on GPUs %s, one process each", ", ".join(map(str, gpus)))
-        tlog.close_log_files()  # rank 0 writes them from now on
-        launch.spawn(len(gpus), _command_line(solver, snapshot, weights, gpu, stage, level,
-                                              sigint_effect, sighup_effect, no_progress, log_file,
-                                              plot_file), connector)
-        return
-    else:
-        use_devices(gpus)
+    return param, _solver_gpus(param, gpu)
+
+
+def _make_solver(solver, param, snapshot, weights):
+    """The solver, fine-tuning from `weights` or resumed from `snapshot` (every rank reads the
+    snapshot: like the net and the data, it must be on every machine)."""
     if snapshot:
         param.ClearField("weights")
     elif weights:
         param.ClearField("weights")
         param.weights.append(weights)
-    live = plot.LivePlot(plot_file) if plot_file else None
     log.info("Initializing solver from parameters: \n%s", text_format.MessageToString(param))
-    with launch.setting_up(job, comm) if job is not None else contextlib.nullcontext():
-        trainer = solver_class(param.type, solver)(param, source=solver)
-        if snapshot:  # every rank reads the snapshot: like the net and the data, it must be on
-            log.info("Resuming from %s", snapshot)  # every machine
-            trainer.restore(snapshot)
-        if comm is not None:
-            DataParallel(trainer, comm)
+    trainer = solver_class(param.type, solver)(param, source=solver)
+    if snapshot:
+        log.info("Resuming from %s", snapshot)
+        trainer.restore(snapshot)
+    return trainer
+
+
+def _train(trainer, sigint_effect, sighup_effect, no_progress, plot_file):
+    live = plot.LivePlot(plot_file) if plot_file else None
     if live is not None:
         logging.getLogger(tlog.LOGGER_NAME).addHandler(live)
         trainer.add_callback(on_end=live.refresh)

@@ -42,7 +42,9 @@ _worker = None  # in a worker process started by `spawn`: (rank, size, connector
 
 class Job:
     """Rank `rank` of `size` solvers; `connect(gpus)` makes the communicator, `abort()` ends every
-    rank."""
+    rank; `control` is the communicator the set-up agreements use (None before there is one)."""
+
+    control = None
 
     def __init__(self, rank, size):
         self.rank = rank
@@ -63,7 +65,7 @@ class MpiJob(Job):
     """A process started by mpiexec."""
 
     def __init__(self):
-        self.mpi = mpi.MpiCommunicator()
+        self.mpi = self.control = mpi.MpiCommunicator()
         super().__init__(self.mpi.rank, self.mpi.size)
 
     def connect(self, gpus):
@@ -84,7 +86,8 @@ class WorkerJob(Job):
         self.connector = connector
 
     def connect(self, gpus):
-        return self.connector(self.rank)
+        self.control = self.connector(self.rank)
+        return self.control
 
     def abort(self):
         sys.stderr.flush()
@@ -146,15 +149,19 @@ def _report(message):
 
 
 @contextlib.contextmanager
-def setting_up(job, comm):
-    """Run set-up on every rank; if any rank fails, the lowest failing rank raises its error (with
-    its rank, if not 0) and the others end quietly (exit status 1)."""
+def setting_up(job):
+    """Set-up without collectives, on every rank; if any rank fails, the lowest failing rank
+    raises its error (with its rank, if not 0) and the others end quietly (exit status 1). Before
+    the job has a communicator (a worker not yet connected), a failure is the rank's alone."""
+    if job.control is None:
+        yield
+        return
     failure = None
     try:
         yield
     except PclError as exc:
         failure = exc
-    failed = comm.gather(1.0 if failure is not None else 0.0)
+    failed = job.control.gather(1.0 if failure is not None else 0.0)
     if not any(failed):
         return
     first = failed.index(1.0)
