@@ -142,8 +142,9 @@ def rng():
 
 
 # -- the solvers training side by side (Caffe's solver_count / solver_rank) -----------------------
-# One process trains one solver today; these hold what pycaffe scripts set and read, and what
-# data-parallel training will use to split the records between the solvers.
+# Set before a solver is created (pycaffelite.distributed sets them for `pcl train` under mpiexec
+# or with several GPUs; pycaffe scripts set them by hand): the data layers of its train net read
+# the rank's share of the records, and only rank 0 tests and snapshots.
 
 def solver_count():
     return _State.solver_count

@@ -16,6 +16,12 @@ From a Python script started by mpiexec:
 
 `rank()` and `size()` are this process's place (pycaffe's solver_rank / solver_count).
 
+Across machines every rank reads the solver, the nets, the data and a --snapshot from the same
+paths, so they must be on every machine (a shared folder, or copies). Ctrl-C (SIGINT) reaches
+every rank through mpiexec; SIGHUP does not (MPICH's mpiexec ends the job on it): send it to a
+rank, e.g. rank 0, whose process id starts every log line. Whichever rank a signal reaches, every
+rank acts on it at the same iteration.
+
 Modules: `communicator` (the interface), `mpi` and `nccl_comm` (its two implementations),
 `buckets` (the gradient reduction overlapped with the backward pass), `group` (the solver
 loop's agreements), `data_parallel` (wiring a solver), `shares` (which records each rank
