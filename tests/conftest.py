@@ -7,6 +7,12 @@ from pycaffelite import device
 from pycaffelite.cli import main as pcl_main
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-cases", type=int, default=None,
+                     help="mutated-file cases for tests/test_fuzz.py (default: PCL_FUZZ_CASES or 48)")
+    parser.addoption("--fuzz-seed", default="pcl", help="the seed of tests/test_fuzz.py's mutations")
+
+
 class StandInDevice(device.Device):
     """A 'device' whose arrays are distinct numpy arrays; counts host<->device copies."""
 

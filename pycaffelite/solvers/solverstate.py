@@ -20,7 +20,7 @@ from google.protobuf import message as pb_message
 
 from ..blob import Blob
 from ..errors import PclError
-from ..io import protoio
+from ..io import hdf5_weights, protoio
 from ..io.atomic import atomic_output
 from ..proto import caffe_pb2
 
@@ -97,6 +97,9 @@ def _read_binary(path):
                            f"{tuple(shape)}; the file is damaged")
         arrays.append(np.asarray(values, dtype=np.float32).reshape(shape))
     learned_net = proto.learned_net if proto.HasField("learned_net") else None
+    if isinstance(learned_net, bytes):  # protobuf hands over a string that is not UTF-8 as bytes
+        raise PclError(f"{path}: the weights file name it holds (learned_net) is not UTF-8 text; "
+                       "the file is damaged: resume from another snapshot")
     run_state = proto.run_state if proto.HasField("run_state") else None
     return SolverStateData(proto.iter, proto.current_step, learned_net, arrays, run_state)
 
@@ -150,26 +153,42 @@ def _read_hdf5(path):
         f = h5py.File(path, "r")
     except OSError as error:
         raise PclError(f"{path}: not a readable HDF5 file ({error})") from None
-    with f:
-        if "history" not in f or "iter" not in f:
-            if "data" in f:
-                raise _weights_not_state(path)
-            raise PclError(f'{path}: no "iter" / "history" in this HDF5 file; it is not a Caffe '
-                           f"solver state (.solverstate.h5)")
-        history = f["history"]
-        count = len(history)
-        missing = [str(i) for i in range(count) if str(i) not in history]
-        if missing:
-            raise PclError(f'{path}: history datasets must be named 0..{count - 1}; '
-                           f'"{missing[0]}" is missing')
-        arrays = [np.asarray(history[str(i)], dtype=np.float32) for i in range(count)]
-        learned_net = None
-        if "learned_net" in f:
-            value = f["learned_net"][()]
-            learned_net = (value.decode("utf-8") if isinstance(value, bytes) else str(value)).rstrip("\0")
-        current_step = int(np.asarray(f["current_step"]).ravel()[0]) if "current_step" in f else 0
-        return SolverStateData(int(np.asarray(f["iter"]).ravel()[0]), current_step, learned_net, arrays,
-                               _read_hdf5_run_state(f, path))
+    try:
+        with f:
+            return _read_hdf5_contents(f, path)
+    except hdf5_weights.DAMAGED as exc:
+        raise hdf5_weights.damaged(path, exc) from None
+
+
+def _first_int(f, name, path):
+    """The one integer dataset `name` holds (Caffe writes shape (1,))."""
+    values = np.asarray(f[name]).ravel()
+    if values.size != 1:
+        raise PclError(f'{path}: "{name}" holds {values.size} values instead of 1; the file is damaged')
+    return int(values[0])
+
+
+def _read_hdf5_contents(f, path):
+    """The SolverStateData of the open HDF5 solver state `f`."""
+    if "history" not in f or "iter" not in f:
+        if "data" in f:
+            raise _weights_not_state(path)
+        raise PclError(f'{path}: no "iter" / "history" in this HDF5 file; it is not a Caffe '
+                       f"solver state (.solverstate.h5)")
+    history = f["history"]
+    count = len(history)
+    missing = [str(i) for i in range(count) if str(i) not in history]
+    if missing:
+        raise PclError(f'{path}: history datasets must be named 0..{count - 1}; '
+                       f'"{missing[0]}" is missing')
+    arrays = [np.asarray(history[str(i)], dtype=np.float32) for i in range(count)]
+    learned_net = None
+    if "learned_net" in f:
+        value = f["learned_net"][()]
+        learned_net = (value.decode("utf-8") if isinstance(value, bytes) else str(value)).rstrip("\0")
+    current_step = _first_int(f, "current_step", path) if "current_step" in f else 0
+    return SolverStateData(_first_int(f, "iter", path), current_step, learned_net, arrays,
+                           _read_hdf5_run_state(f, path))
 
 
 def _read_hdf5_run_state(f, path):
