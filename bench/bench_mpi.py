@@ -13,11 +13,12 @@ more (wall clock, the ranks starting and ending together). Every rank computes a
 All-reduce figures (ranks only):
   alone    one iteration's all-reduces with nothing else running (every bucket started, then
            waited for), the mean of several
-  exposed  what the all-reduce added to an iteration while training: the bucket copies and
-           starts inside the backward pass and the wait before the update (which includes
-           waiting for the slower rank to finish its backward pass: on a loaded machine the
-           ranks drift apart and this grows)
-  hidden   1 - exposed / alone: the share of the all-reduce the backward pass covered
+  waited   the time an iteration spent in the reduction while training: the bucket copies and
+           starts inside the backward pass and the wait before the update, which includes
+           waiting for the slower rank (on a loaded machine the ranks drift apart)
+  hidden   how much of `alone` the overlap saves: the ranks train once more with
+           `layer_wise_reduce: false` (every bucket reduced after the backward pass, as Caffe
+           does then), and hidden = (ms/iter without overlap - ms/iter with it) / alone
 
 Usage: python bench/bench_mpi.py [--nets lenet,cifar10_quick] [--iterations N] [--warmup N]
 Needs the mpi extra (mpi4py and an mpiexec); without it only the single-process rows print.
@@ -43,7 +44,7 @@ NETS = {  # name: (prototxt, classes)
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 0.0005
 
 
-def worker(net_name, warmup, iterations):
+def worker(net_name, warmup, iterations, overlap):
     """Train and time one configuration in this process (one rank under mpiexec); rank 0 prints
     the figures as one JSON line."""
     from pycaffelite import device, distributed  # noqa: PLC0415
@@ -55,7 +56,7 @@ def worker(net_name, warmup, iterations):
     solver = SGDSolver(caffe_pb2.SolverParameter(
         net=os.path.join(ROOT, model), type="SGD", base_lr=LR, momentum=MOMENTUM,
         weight_decay=WEIGHT_DECAY, lr_policy="fixed", max_iter=10 ** 9, display=0,
-        random_seed=1, solver_mode=caffe_pb2.SolverParameter.CPU))
+        random_seed=1, layer_wise_reduce=overlap, solver_mode=caffe_pb2.SolverParameter.CPU))
     net = solver.net
     data_name, label_name = net.inputs[:2]
     rng = np.random.default_rng(device.solver_rank())
@@ -76,7 +77,7 @@ def worker(net_name, warmup, iterations):
               "images_per_s": distributed.size() * batch * iterations / seconds}
     if parallel is not None:
         reducer = parallel.reducer
-        result["exposed_ms"] = 1e3 * (reducer.exposed_seconds - exposed_before) / iterations
+        result["waited_ms"] = 1e3 * (reducer.exposed_seconds - exposed_before) / iterations
         result["alone_ms"] = 1e3 * reducer.time_allreduce(max(10, iterations))
         result["buckets"] = len(reducer.buckets)
         result["megabytes"] = sum(b.buffer.nbytes for b in reducer.buckets) / 2 ** 20
@@ -84,12 +85,14 @@ def worker(net_name, warmup, iterations):
         print(json.dumps(result), flush=True)
 
 
-def run(net_name, threads, ranks, warmup, iterations):
+def run(net_name, threads, ranks, warmup, iterations, overlap=True):
     """One configuration in child processes; its figures, or None if it failed."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                GLOG_minloglevel="2")
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--nets", net_name,
                "--warmup", str(warmup), "--iterations", str(iterations)]
+    if not overlap:
+        command.append("--no-overlap")
     if ranks > 1:
         command = [mpiexec(), "-n", str(ranks), *command]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -116,14 +119,16 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-overlap", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     nets = args.nets.split(",")
     if args.worker:
-        worker(nets[0], args.warmup, args.iterations)
+        worker(nets[0], args.warmup, args.iterations, not args.no_overlap)
         return
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    header = (f"{'net':14} {'processes x threads':>20} {'images/iter':>11} {'ms/iter':>8} {'images/s':>9} "
-              f"{'allreduce alone':>16} {'exposed':>8} {'hidden':>7}")
+    header = (f"{'net':14} {'processes x threads':>20} {'images/iter':>11} {'ms/iter':>8} "
+              f"{'images/s':>9} {'allreduce alone':>16} {'waited':>8} {'no overlap':>11} "
+              f"{'hidden':>7}")
     print(header)
     for net_name in nets:
         for threads, ranks in [(1, 1), (2, 1)] + ([(1, 2)] if mpiexec() else []):
@@ -133,8 +138,11 @@ def main(argv=None):
             row = (f"{net_name:14} {f'{ranks} x {threads}':>20} {result['batch'] * ranks:>11} "
                    f"{result['iteration_ms']:8.1f} {result['images_per_s']:9.0f}")
             if "alone_ms" in result:
-                hidden = 1 - result["exposed_ms"] / result["alone_ms"] if result["alone_ms"] else 0
-                row += (f" {result['alone_ms']:13.2f} ms {result['exposed_ms']:5.2f} ms "
+                late = run(net_name, threads, ranks, args.warmup, args.iterations, overlap=False)
+                saved = late["iteration_ms"] - result["iteration_ms"] if late else float("nan")
+                hidden = saved / result["alone_ms"]
+                row += (f" {result['alone_ms']:13.2f} ms {result['waited_ms']:5.2f} ms "
+                        f"{late['iteration_ms'] if late else float('nan'):8.1f} ms "
                         f"{100 * min(max(hidden, 0), 1):6.0f}%  ({result['buckets']} buckets, "
                         f"{result['megabytes']:.2f} MB)")
             print(row, flush=True)
