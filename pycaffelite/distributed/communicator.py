@@ -3,8 +3,8 @@
 Two implementations exist: `mpi.MpiCommunicator` (processes, on one machine or several, through
 mpi4py) and `nccl_comm.NcclCommunicator` (one GPU per process, through cupy's NCCL bindings).
 Everything above them (buckets, the solver's agreement points, broadcasting the weights) is
-written once against this interface, so both routes share it; the tests exercise it through a
-stand-in communicator that exchanges numpy arrays between threads.
+written once against this interface, so both routes share it; the tests exercise it through
+stand-ins (a cupy/NCCL whose ranks are threads, and processes joined by pipes).
 
 Collectives must be called by every rank in the same order (as MPI and NCCL require).
 """
@@ -58,6 +58,3 @@ class Communicator:
         buffer = self.xp.asarray(slots)
         self.allreduce(buffer)
         return [float(v) for v in to_host(buffer)]
-
-    def close(self):
-        """Release the communicator's resources (nothing by default)."""

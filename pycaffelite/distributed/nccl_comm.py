@@ -83,6 +83,3 @@ class NcclCommunicator(Communicator):
         self.comm.bcast(buffer.data.ptr, buffer.size, self._types[buffer.dtype.name], root,
                         self.stream.ptr)
         self._finished_event().synchronize()
-
-    def close(self):
-        self.comm.destroy()

@@ -132,9 +132,6 @@ class NcclCommunicator:
         _view(buff, count, datatype)[...] = self._exchange(_view(buff, count, datatype),
                                                            lambda slots: slots[root])
 
-    def destroy(self):
-        pass
-
 
 nccl = types.SimpleNamespace(NCCL_FLOAT32=NCCL_FLOAT32, NCCL_FLOAT64=NCCL_FLOAT64,
                              NCCL_INT64=NCCL_INT64, NCCL_SUM=NCCL_SUM, available=True,
