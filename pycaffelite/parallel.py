@@ -15,13 +15,14 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # the environment's thread count
 _num_threads = None
 _pool = None
 _task = threading.local()
 
 
 def _default_threads():
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
             return int(value)

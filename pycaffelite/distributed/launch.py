@@ -30,7 +30,7 @@ import traceback
 
 import click
 
-from .. import device
+from .. import device, parallel
 from .. import training_log as tlog
 from ..errors import PclError
 from . import mpi, nccl_comm
@@ -41,14 +41,16 @@ _worker = None  # in a worker process started by `spawn`: (rank, size, connector
 
 
 class Job:
-    """Rank `rank` of `size` solvers; `connect(gpus)` makes the communicator, `abort()` ends every
-    rank; `control` is the communicator the set-up agreements use (None before there is one)."""
+    """Rank `rank` of `size` solvers, `local_size` of them on this machine; `connect(gpus)` makes
+    the communicator, `abort()` ends every rank; `control` is the communicator the set-up
+    agreements use (None before there is one)."""
 
     control = None
 
-    def __init__(self, rank, size):
+    def __init__(self, rank, size, local_size):
         self.rank = rank
         self.size = size
+        self.local_size = local_size
 
     @property
     def is_root(self):
@@ -66,13 +68,14 @@ class MpiJob(Job):
 
     def __init__(self):
         self.mpi = self.control = mpi.MpiCommunicator()
-        super().__init__(self.mpi.rank, self.mpi.size)
+        self.local_rank, local_size = self.mpi.local_place()
+        super().__init__(self.mpi.rank, self.mpi.size, local_size)
 
     def connect(self, gpus):
         if not gpus:
             device.set_mode_cpu()
             return self.mpi
-        return nccl_over_mpi(self.mpi, gpus)
+        return nccl_over_mpi(self.mpi, self.local_rank, gpus)
 
     def abort(self):
         self.mpi.abort(1)
@@ -82,7 +85,7 @@ class WorkerJob(Job):
     """A worker process started by `spawn`; its launcher ends the others when it exits."""
 
     def __init__(self, rank, size, connector):
-        super().__init__(rank, size)
+        super().__init__(rank, size, size)
         self.connector = connector
 
     def connect(self, gpus):
@@ -119,11 +122,11 @@ def configure_logging(job, log_file):
                            environ={k: v for k, v in os.environ.items() if k != "GLOG_log_dir"})
 
 
-def nccl_over_mpi(mpi_comm, gpus):
-    """Train on one of `gpus` (the one of this rank's place among its machine's ranks) and return
-    an NCCL communicator joining the MPI ranks. Not yet run on a real GPU."""
+def nccl_over_mpi(mpi_comm, local_rank, gpus):
+    """Train on one of `gpus` (by this rank's place among its machine's ranks) and return an
+    NCCL communicator joining the MPI ranks. Not yet run on a real GPU."""
     nccl_comm.nccl_module()
-    gpu = gpus[mpi_comm.local_rank() % len(gpus)]
+    gpu = gpus[local_rank % len(gpus)]
     device.set_device(gpu)
     device.set_mode_gpu()
     uid = mpi_comm.broadcast_object(nccl_comm.new_uid() if mpi_comm.rank == 0 else None)
@@ -131,11 +134,16 @@ def nccl_over_mpi(mpi_comm, gpus):
 
 
 def join(job, comm):
-    """Make this process the job's rank for the solvers created from now on."""
+    """Make this process the job's rank for the solvers created from now on. Unless the
+    environment sets the thread count (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS), the ranks of a
+    machine share its CPUs: each computes with CPUs / ranks threads (at least 1)."""
     device.set_solver_count(job.size)
     device.set_solver_rank(job.rank)
     device.set_multiprocess(True)
-    log.info("Training data-parallel: %d solvers, averaging through %s", job.size, comm.name)
+    if not any(os.environ.get(name, "").strip() for name in parallel.THREAD_VARIABLES):
+        parallel.set_num_threads(max(1, parallel.num_threads() // job.local_size))
+    log.info("Training data-parallel: %d solvers, averaging through %s; %d threads each",
+             job.size, comm.name, parallel.num_threads())
 
 
 # -- failures ---------------------------------------------------------------------------------

@@ -153,11 +153,12 @@ class MpiCommunicator(Communicator):
         """Root's picklable `value`, on every rank (an NCCL id, a seed)."""
         return self.comm.bcast(value, root=root)
 
-    def local_rank(self):
-        """This process's rank among those of the group on its machine (to choose its GPU)."""
+    def local_place(self):
+        """(rank, size) among the ranks of the group on this machine (to choose a GPU, to share
+        the CPUs)."""
         local = self.comm.Split_type(self.mpi.COMM_TYPE_SHARED)
         try:
-            return local.Get_rank()
+            return local.Get_rank(), local.Get_size()
         finally:
             local.Free()
 
