@@ -16,7 +16,9 @@ import pytest
 from google.protobuf import text_format
 
 import pycaffelite as pcl
+from pycaffelite.errors import PclError
 from pycaffelite.io import db, images as image_io
+from pycaffelite.io.datum import array_to_datum
 from pycaffelite.proto import caffe_pb2
 
 
@@ -260,3 +262,32 @@ def test_run_state_is_invisible_to_caffe(tmp_path, monkeypatch):
     with h5py.File("h5_iter_2.solverstate.h5", "r") as f:
         assert sorted(f) == ["current_step", "history", "iter", "learned_net", "pycaffelite"]
         assert list(f["pycaffelite"]) == ["run_state"]
+
+
+def test_a_vanished_record_key_restarts_the_data_layer(tmp_path, caplog):
+    """A saved position whose record is gone (the database was rebuilt) reads from the first record,
+    with a warning naming the key; a saved state of another database is refused."""
+    source = tmp_path / "db"
+    with db.AtomicWriter(source) as out:
+        for index in range(6):
+            out.put(f"{index:02d}".encode(), array_to_datum(np.full((1, 2, 2), index, np.uint8),
+                                                         label=index).SerializeToString())
+    net = pcl.Net(text_format.Parse(f"""
+        layer {{ name: "data" type: "Data" top: "data" top: "label"
+                 data_param {{ source: "{source}" batch_size: 2 backend: LMDB }} }}""",
+                                    caffe_pb2.NetParameter()), phase=caffe_pb2.TRAIN)
+    layer = net.layer_dict["data"]
+    net.forward()
+    state = layer.get_run_state()
+    assert state.key == b"02" and state.source == str(source)
+    net.forward()
+    state.key = b"99"
+    with caplog.at_level(logging.WARNING):
+        layer.set_run_state(state)
+    assert any('record "99"' in r.getMessage() and "first record" in r.getMessage()
+               for r in caplog.records)
+    net.forward()
+    assert list(net.blobs["label"].data) == [0, 1]
+    state.source = "elsewhere"
+    with pytest.raises(PclError, match='it read "elsewhere" when the snapshot was taken'):
+        layer.set_run_state(state)
