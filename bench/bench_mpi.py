@@ -6,19 +6,19 @@ pass hides.
 Each configuration runs in child processes of this script (`--worker`): `python bench_mpi.py
 --worker` for one process, `mpiexec -n 2 python bench_mpi.py --worker` for the ranks. A worker
 trains the net of models/*/*_time.prototxt (Input layers holding random images and labels; SGD
-with momentum 0.9 and weight decay 5e-4) for a few warm-up iterations, then times `--iterations`
-more (wall clock, the ranks starting and ending together). Every rank computes a whole batch, so
-2 ranks train on twice the images per iteration.
+with momentum 0.9 and weight decay 5e-4), a few warm-up iterations and then `--iterations`
+timed ones, each alone (the ranks start every timed iteration together); the median iteration
+is reported. Every rank computes a whole batch, so 2 ranks train on twice the images per
+iteration.
 
-All-reduce figures (ranks only):
+All-reduce figures (ranks only), medians over iterations:
   alone    one iteration's all-reduces with nothing else running (every bucket started, then
-           waited for), the mean of several
-  waited   the time an iteration spent in the reduction while training: the bucket copies and
-           starts inside the backward pass and the wait before the update, which includes
-           waiting for the slower rank (on a loaded machine the ranks drift apart)
-  hidden   how much of `alone` the overlap saves: the ranks train once more with
-           `layer_wise_reduce: false` (every bucket reduced after the backward pass, as Caffe
-           does then), and hidden = (ms/iter without overlap - ms/iter with it) / alone
+           waited for)
+  late     the iteration with every bucket reduced after the backward pass (as Caffe does with
+           `layer_wise_reduce: false`); the timed iterations alternate between the two ways,
+           so that the machine's other load weighs on both alike
+  hidden   (late - ms/iter) / alone: the share of the all-reduce the overlap with the backward
+           pass saves
 
 Usage: python bench/bench_mpi.py [--nets lenet,cifar10_quick] [--iterations N] [--warmup N]
 Needs the mpi extra (mpi4py and an mpiexec); without it only the single-process rows print.
@@ -44,7 +44,7 @@ NETS = {  # name: (prototxt, classes)
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 0.0005
 
 
-def worker(net_name, warmup, iterations, overlap):
+def worker(net_name, warmup, iterations):
     """Train and time one configuration in this process (one rank under mpiexec); rank 0 prints
     the figures as one JSON line."""
     from pycaffelite import device, distributed  # noqa: PLC0415
@@ -56,43 +56,46 @@ def worker(net_name, warmup, iterations, overlap):
     solver = SGDSolver(caffe_pb2.SolverParameter(
         net=os.path.join(ROOT, model), type="SGD", base_lr=LR, momentum=MOMENTUM,
         weight_decay=WEIGHT_DECAY, lr_policy="fixed", max_iter=10 ** 9, display=0,
-        random_seed=1, layer_wise_reduce=overlap, solver_mode=caffe_pb2.SolverParameter.CPU))
+        random_seed=1, solver_mode=caffe_pb2.SolverParameter.CPU))
     net = solver.net
     data_name, label_name = net.inputs[:2]
     rng = np.random.default_rng(device.solver_rank())
     net.blobs[data_name].data[...] = rng.normal(size=net.blobs[data_name].shape)
     net.blobs[label_name].data[...] = rng.integers(0, classes, size=net.blobs[label_name].shape)
     parallel = distributed.DataParallel(solver, comm) if comm is not None else None
-    solver.step(warmup)
     together = comm.gather if comm is not None else (lambda value: [value])
-    together(0.0)
-    exposed_before = parallel.reducer.exposed_seconds if parallel else 0.0
-    start = time.perf_counter()
-    solver.step(iterations)
-    together(0.0)
-    seconds = time.perf_counter() - start
+    solver.step(warmup)
+    overlapped, late = [], []
+    for index in range(2 * iterations if parallel else iterations):
+        overlap = index % 2 == 0
+        if parallel and not overlap:  # this iteration reduces every bucket after the backward
+            net._after_backward.remove(parallel.reducer.layer_done)  # noqa: SLF001
+        together(0.0)
+        start = time.perf_counter()
+        solver.step(1)
+        (overlapped if overlap else late).append(time.perf_counter() - start)
+        if parallel and not overlap:
+            net._after_backward.append(parallel.reducer.layer_done)  # noqa: SLF001
+    seconds = float(np.median(overlapped))
     batch = net.blobs[data_name].shape[0]
     result = {"net": net_name, "ranks": distributed.size(), "batch": batch,
-              "iteration_ms": 1e3 * seconds / iterations,
-              "images_per_s": distributed.size() * batch * iterations / seconds}
+              "iteration_ms": 1e3 * seconds, "images_per_s": distributed.size() * batch / seconds}
     if parallel is not None:
         reducer = parallel.reducer
-        result["waited_ms"] = 1e3 * (reducer.exposed_seconds - exposed_before) / iterations
-        result["alone_ms"] = 1e3 * reducer.time_allreduce(max(10, iterations))
-        result["buckets"] = len(reducer.buckets)
-        result["megabytes"] = sum(b.buffer.nbytes for b in reducer.buckets) / 2 ** 20
+        alone = [reducer.time_allreduce(1) for _ in range(max(10, iterations))]
+        result.update(late_ms=1e3 * float(np.median(late)), alone_ms=1e3 * float(np.median(alone)),
+                      buckets=len(reducer.buckets),
+                      megabytes=sum(b.buffer.nbytes for b in reducer.buckets) / 2 ** 20)
     if distributed.rank() == 0:
         print(json.dumps(result), flush=True)
 
 
-def run(net_name, threads, ranks, warmup, iterations, overlap=True):
+def run(net_name, threads, ranks, warmup, iterations):
     """One configuration in child processes; its figures, or None if it failed."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                GLOG_minloglevel="2")
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--nets", net_name,
                "--warmup", str(warmup), "--iterations", str(iterations)]
-    if not overlap:
-        command.append("--no-overlap")
     if ranks > 1:
         command = [mpiexec(), "-n", str(ranks), *command]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -119,16 +122,14 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--no-overlap", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     nets = args.nets.split(",")
     if args.worker:
-        worker(nets[0], args.warmup, args.iterations, not args.no_overlap)
+        worker(nets[0], args.warmup, args.iterations)
         return
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     header = (f"{'net':14} {'processes x threads':>20} {'images/iter':>11} {'ms/iter':>8} "
-              f"{'images/s':>9} {'allreduce alone':>16} {'waited':>8} {'no overlap':>11} "
-              f"{'hidden':>7}")
+              f"{'images/s':>9} {'allreduce alone':>16} {'late':>9} {'hidden':>7}")
     print(header)
     for net_name in nets:
         for threads, ranks in [(1, 1), (2, 1)] + ([(1, 2)] if mpiexec() else []):
@@ -138,12 +139,9 @@ def main(argv=None):
             row = (f"{net_name:14} {f'{ranks} x {threads}':>20} {result['batch'] * ranks:>11} "
                    f"{result['iteration_ms']:8.1f} {result['images_per_s']:9.0f}")
             if "alone_ms" in result:
-                late = run(net_name, threads, ranks, args.warmup, args.iterations, overlap=False)
-                saved = late["iteration_ms"] - result["iteration_ms"] if late else float("nan")
-                hidden = saved / result["alone_ms"]
-                row += (f" {result['alone_ms']:13.2f} ms {result['waited_ms']:5.2f} ms "
-                        f"{late['iteration_ms'] if late else float('nan'):8.1f} ms "
-                        f"{100 * min(max(hidden, 0), 1):6.0f}%  ({result['buckets']} buckets, "
+                hidden = (result["late_ms"] - result["iteration_ms"]) / result["alone_ms"]
+                row += (f" {result['alone_ms']:13.2f} ms {result['late_ms']:6.1f} ms "
+                        f"{100 * hidden:6.0f}%  ({result['buckets']} buckets, "
                         f"{result['megabytes']:.2f} MB)")
             print(row, flush=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")

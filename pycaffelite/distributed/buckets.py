@@ -51,10 +51,6 @@ class GradientReducer:
 
     Wire it to a solver: `start_iteration` and `finish` as its on_start / on_gradients_ready
     callbacks, and `layer_done` as the net's after_backward hook (to overlap).
-
-    `exposed_seconds` adds up the time the reduction kept the solver waiting (the bucket copies and
-    starts inside the backward pass, the waits and copies back before the update); `iterations`
-    counts the iterations reduced.
     """
 
     def __init__(self, net, comm, iter_size=1, bucket_bytes=BUCKET_BYTES):
@@ -66,8 +62,6 @@ class GradientReducer:
         self._passes = 0
         self._active = False
         self._started = []
-        self.exposed_seconds = 0.0
-        self.iterations = 0
 
     def _completing_layer(self):
         """For each learnable param, the lowest layer whose backward adds to its diff."""
@@ -108,12 +102,10 @@ class GradientReducer:
             self._passes += 1
         if self._passes != self.iter_size:
             return
-        begin = time.perf_counter()
         for bucket in self.starts_after.get(layer_id, ()):
             self._start(bucket)
         for bucket in self._started:
             bucket.pending.test()
-        self.exposed_seconds += time.perf_counter() - begin
 
     def _start(self, bucket):
         bucket.pack()
@@ -122,7 +114,6 @@ class GradientReducer:
 
     def finish(self):
         """Before the update: complete every bucket and put the averaged gradients in place."""
-        begin = time.perf_counter()
         for bucket in self.buckets:
             if bucket.pending is None:
                 self._start(bucket)
@@ -131,8 +122,6 @@ class GradientReducer:
             bucket.pending = None
             bucket.unpack(self.scale, self.comm.xp)
         self._active = False
-        self.exposed_seconds += time.perf_counter() - begin
-        self.iterations += 1
 
     def time_allreduce(self, repeats):
         """Seconds one iteration's all-reduces take alone (every bucket started, then waited

@@ -114,7 +114,6 @@ def test_two_standin_gpus_equal_one_solver_with_twice_the_iter_size(standin_gpus
     for mine, theirs, reference in zip(params(ranks[0]), params(ranks[1]), params(alone)):
         np.testing.assert_array_equal(mine, theirs)
         np.testing.assert_allclose(mine, reference, rtol=0, atol=1e-6)
-    assert reducers[0].iterations == iterations
     assert len(reducers[0].buckets) > 1
     calls = comms[0].comm.calls
     assert calls[:len(alone.net.learnable_params)] == [
