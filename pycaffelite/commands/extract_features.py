@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import training_log as tlog
 from ..errors import PclError
-from ..io import db
+from ..io import atomic, db
 from ..io.atomic import atomic_output
 from ..net import TEST, Net
 from ..proto import caffe_pb2
@@ -93,17 +93,24 @@ class DatumFeatures:
 
 
 class HDF5Features:
-    """One blob's items as a float32 dataset named like the blob, in an open HDF5 file."""
+    """One blob's items as a float32 dataset named like the blob, in an open HDF5 file (to be
+    renamed to `path`)."""
 
-    def __init__(self, handle, blob_name):
+    def __init__(self, handle, blob_name, path):
         self.handle = handle
         self.blob_name = blob_name
+        self.path = path
         self.dataset = None
         self.count = 0
 
     def add(self, blob):
         values = np.asarray(blob.cpu_data(), dtype=np.float32)
         values = values.reshape((1,) + values.shape) if values.ndim == 0 else values
+        # HDF5 crashes the process at exit after a write it could not finish: a full disk is
+        # caught before writing (with a margin for HDF5's own records).
+        free = atomic.free_bytes(os.path.dirname(os.path.abspath(self.path)))
+        if free is not None and free < 2 * values.nbytes + (1 << 20):
+            raise atomic.write_error(self.path, "HDF5 feature file", atomic.NO_SPACE)
         if self.dataset is None:
             self.dataset = self.handle.create_dataset(
                 self.blob_name, shape=(0,) + values.shape[1:], maxshape=(None,) + values.shape[1:],
@@ -130,7 +137,7 @@ def open_outputs(stack, backend, blob_names, db_names, net):
                                "new HDF5 file")
             temp = stack.enter_context(atomic_output(name, "HDF5 feature file"))
             files[name] = stack.enter_context(h5py.File(temp, "w"))
-        return [HDF5Features(files[path], blob) for blob, path in zip(blob_names, db_names)]
+        return [HDF5Features(files[path], blob, path) for blob, path in zip(blob_names, db_names)]
     repeated = sorted({name for name in db_names if db_names.count(name) > 1})
     if repeated:
         raise PclError(f"each blob needs a database of its own; {', '.join(repeated)} is named more "

@@ -13,6 +13,7 @@ A failed write becomes one PclError naming the file and the cause ("no space lef
 """
 import contextlib
 import errno
+import io
 import os
 import re
 import secrets
@@ -82,11 +83,8 @@ _CAUSES = {
 
 def disk_full(folder):
     """Whether the file system holding `folder` has (almost) no space left for this user."""
-    try:
-        stat = os.statvfs(folder)
-    except (OSError, AttributeError):
-        return False
-    return stat.f_bavail * stat.f_frsize < 65536
+    free = free_bytes(folder)
+    return free is not None and free < 65536
 
 
 def write_cause(error, folder):
@@ -135,6 +133,32 @@ def write_bytes_atomically(path, data, what="file"):
     with atomic_output(path, what) as temp:
         with open(temp, "xb") as handle:
             handle.write(data)
+
+
+@contextlib.contextmanager
+def hdf5_output(path, what="HDF5 file"):
+    """Yield a new h5py File built in memory; when the block ends, its bytes are written to `path`
+    through `atomic_output`. The HDF5 library itself never writes to the disk: a write it cannot
+    finish (a full disk) leaves it in a state in which it crashes the process (SIGSEGV) when it
+    later closes the file, at the latest at exit."""
+    import h5py  # noqa: PLC0415 - only HDF5 writers need it
+
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        yield f
+    write_bytes_atomically(path, image.getbuffer(), what)
+
+
+def free_bytes(folder):
+    """The bytes this user may still write on the disk holding `folder` (None if unknown)."""
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def _fsync(path):

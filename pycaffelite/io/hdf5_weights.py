@@ -7,21 +7,20 @@ import h5py
 import numpy as np
 
 from ..errors import PclError
-from .atomic import atomic_output
+from .atomic import hdf5_output
 
 
 def save_hdf5_weights(net, path, write_diff=False):
-    with atomic_output(path, "HDF5 weights") as temp:
-        with h5py.File(temp, "w") as f:
-            groups = [("data", False)] + ([("diff", True)] if write_diff else [])
-            for group_name, is_diff in groups:
-                group = f.create_group(group_name)
-                for layer_id, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
-                    layer_group = group.create_group(name)
-                    for index, blob in enumerate(layer.blobs):
-                        if net.param_owners[_net_param_id(net, layer_id, index)] == -1:
-                            values = blob.cpu_diff() if is_diff else blob.cpu_data()
-                            layer_group.create_dataset(str(index), data=values)
+    with hdf5_output(path, "HDF5 weights") as f:
+        groups = [("data", False)] + ([("diff", True)] if write_diff else [])
+        for group_name, is_diff in groups:
+            group = f.create_group(group_name)
+            for layer_id, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
+                layer_group = group.create_group(name)
+                for index, blob in enumerate(layer.blobs):
+                    if net.param_owners[_net_param_id(net, layer_id, index)] == -1:
+                        values = blob.cpu_diff() if is_diff else blob.cpu_data()
+                        layer_group.create_dataset(str(index), data=values)
 
 
 def _net_param_id(net, layer_id, index):

@@ -1,9 +1,12 @@
 """HDF5Data and HDF5Output: Caffe's generic (untransformed) HDF5 input and output layers."""
+import os
+
 import numpy as np
 
 from .. import device
 from ..distributed import shares
 from ..errors import PclError
+from ..io import atomic
 from ..proto import caffe_pb2
 from . import register
 from .base import Layer
@@ -207,11 +210,11 @@ class HDF5OutputLayer(Layer):
         self.file_name = self.param.hdf5_output_param.file_name
         if not self.file_name:
             raise self.error("hdf5_output_param.file_name is empty; give the .h5 file to write")
+        self._check_space(0)
         try:
             h5py.File(self.file_name, "w").close()
-        except OSError as exc:
-            raise self.error(f'cannot create "{self.file_name}" ({exc}); check that its folder '
-                             "exists and is writable") from None
+        except (OSError, RuntimeError) as exc:
+            raise self._write_error("create", exc) from None
 
     def reshape(self, bottom, top):
         if bottom[0].shape[:1] != bottom[1].shape[:1]:
@@ -222,6 +225,24 @@ class HDF5OutputLayer(Layer):
                 raise self.error(f"bottoms may have at most 4 axes; found shape {blob.shape}")
 
     def forward(self, bottom, top):
+        self._check_space(sum(blob.count for blob in bottom) * self.dtype.itemsize)
+        try:
+            self._append(bottom)
+        except (OSError, RuntimeError) as exc:  # h5py's errors when a write fails
+            raise self._write_error("write", exc) from None
+
+    def _check_space(self, nbytes):
+        """Refuse to write `nbytes` on a disk without room for them (with a margin): HDF5 crashes
+        the process at exit after a write it could not finish, so a full disk is caught first."""
+        free = atomic.free_bytes(os.path.dirname(os.path.abspath(self.file_name)))
+        if free is not None and free < 2 * nbytes + (1 << 20):
+            raise self._write_error("write", atomic.NO_SPACE)
+
+    def _write_error(self, doing, exc):
+        cause, advice = atomic.write_cause(exc, os.path.dirname(os.path.abspath(self.file_name)))
+        return self.error(f'cannot {doing} "{self.file_name}": {cause}; {advice}')
+
+    def _append(self, bottom):
         import h5py  # noqa: PLC0415
 
         with h5py.File(self.file_name, "a") as handle:

@@ -21,7 +21,7 @@ from google.protobuf import message as pb_message
 from ..blob import Blob
 from ..errors import PclError
 from ..io import hdf5_weights, protoio
-from ..io.atomic import atomic_output
+from ..io.atomic import hdf5_output
 from ..proto import caffe_pb2
 
 
@@ -123,18 +123,17 @@ def _parses_as_net(data):
 _OURS = "pycaffelite"  # the group holding what Caffe's layout lacks
 
 def _write_hdf5(path, state):
-    with atomic_output(path, "solver state") as temp:
-        with h5py.File(temp, "w") as f:
-            f.create_dataset("iter", data=np.array([state.iter], dtype=np.int32))
-            if state.learned_net is not None:
-                _write_c_string(f, "learned_net", state.learned_net)
-            f.create_dataset("current_step", data=np.array([state.current_step], dtype=np.int32))
-            group = f.create_group("history")
-            for index, values in enumerate(state.history):
-                group.create_dataset(str(index), data=np.asarray(values, dtype=np.float32))
-            if state.run_state is not None:
-                serialised = np.frombuffer(state.run_state.SerializeToString(), dtype=np.uint8)
-                f.create_group(_OURS).create_dataset("run_state", data=serialised)
+    with hdf5_output(path, "solver state") as f:
+        f.create_dataset("iter", data=np.array([state.iter], dtype=np.int32))
+        if state.learned_net is not None:
+            _write_c_string(f, "learned_net", state.learned_net)
+        f.create_dataset("current_step", data=np.array([state.current_step], dtype=np.int32))
+        group = f.create_group("history")
+        for index, values in enumerate(state.history):
+            group.create_dataset(str(index), data=np.asarray(values, dtype=np.float32))
+        if state.run_state is not None:
+            serialised = np.frombuffer(state.run_state.SerializeToString(), dtype=np.uint8)
+            f.create_group(_OURS).create_dataset("run_state", data=serialised)
 
 
 def _write_c_string(f, name, text):

@@ -1,9 +1,9 @@
 """Interrupted and failed writes leave nothing behind: a training run killed (SIGKILL) at random
 moments while it snapshots every iteration leaves only loadable snapshots, and the next run that
 writes into the folder removes the killed runs' temporary files; a full disk (a small tmpfs,
-mounted where the test may) ends snapshots (binary and HDF5), convert_imageset and convert_mnist
-in one "no space left on device" error naming the file, with the earlier snapshots intact and no
-temporary file or folder left."""
+mounted where the test may) ends snapshots (binary and HDF5), convert_imageset, convert_mnist,
+extract_features (HDF5) and an HDF5Output layer in one "no space left on device" error naming
+the file, with the earlier snapshots intact and no temporary file or folder left."""
 import gzip
 import os
 import random
@@ -143,7 +143,16 @@ def idx_files(folder, count):
 def test_a_full_disk_is_named_and_harms_nothing(tmp_path, small_disks):
     binary, hdf5 = small_disks("binary"), small_disks("hdf5")
     images, labels = idx_files(tmp_path, 2000)
-    outputs = {name: small_disks(name) / "db" for name in ("imageset", "mnist", "leveldb")}
+    outputs = {name: small_disks(name) / "db" for name in ("imageset", "mnist", "leveldb", "h5",
+                                                           "features")}
+    (tmp_path / "features.prototxt").write_text("""
+layer { name: "data" type: "DummyData" top: "data" dummy_data_param { shape { dim: 64 dim: 1000 } } }""")
+    pcl.Net(str(tmp_path / "features.prototxt"), phase=caffe_pb2.TEST).save(str(tmp_path / "w.caffemodel"))
+    (tmp_path / "output.prototxt").write_text(f"""
+layer {{ name: "data" type: "DummyData" top: "data" top: "label"
+  dummy_data_param {{ shape {{ dim: 64 dim: 100 }} shape {{ dim: 64 }} }} }}
+layer {{ name: "out" type: "HDF5Output" bottom: "data" bottom: "label"
+  hdf5_output_param {{ file_name: "{outputs['h5']}" }} }}""")
     cases = [
         ("binary snapshots", ["train", "--no-progress", "--solver",
                               write_solver(tmp_path, binary / "net", 300, 50)]),
@@ -154,6 +163,9 @@ def test_a_full_disk_is_named_and_harms_nothing(tmp_path, small_disks):
         ("convert_mnist", ["convert_mnist", images, labels, outputs["mnist"]]),
         ("convert_mnist leveldb", ["convert_mnist", "--backend", "leveldb", images, labels,
                                    outputs["leveldb"]]),
+        ("HDF5Output", ["time", "--model", tmp_path / "output.prototxt", "--iterations", "50"]),
+        ("extract_features", ["extract_features", "--backend", "hdf5", tmp_path / "w.caffemodel",
+                              tmp_path / "features.prototxt", "data", outputs["features"], "20"]),
     ]
     for (name, argv), result in zip(cases, run_cases(cases)):
         errors = [line for line in result["stderr"].splitlines() if "error" in line.lower()]
@@ -161,12 +173,17 @@ def test_a_full_disk_is_named_and_harms_nothing(tmp_path, small_disks):
         assert len(errors) == 1 and errors[0].startswith("pcl: error: "), (name, result["stderr"])
         assert "no space left on device" in errors[0], (name, errors[0])
         assert "HDF5-DIAG" not in result["stderr"] and "#000" not in result["stderr"], name
-        folder = {"binary snapshots": binary, "HDF5 snapshots": hdf5}.get(name, Path(argv[-1]).parent)
+        output = outputs["features"] if name == "extract_features" else Path(argv[-1])
+        folder = {"binary snapshots": binary, "HDF5 snapshots": hdf5,
+                  "HDF5Output": outputs["h5"].parent}.get(name, output.parent)
         if "snapshots" in name:
             assert f"{folder}/net_iter_" in errors[0]
             names = check_snapshots_load(folder, write_solver(tmp_path, folder / "net", 300, 50))
             assert len(names) >= 2
+        elif name == "HDF5Output":  # it appends, as Caffe's layer writes: what it wrote stays
+            assert f'layer "out" (HDF5Output): cannot write "{outputs["h5"]}"' in errors[0]
+            continue
         else:
-            assert str(argv[-1]) in errors[0]
+            assert str(output) in errors[0]
             assert os.listdir(folder) == []
         assert partials(folder) == []
