@@ -74,22 +74,26 @@ def _run(source, free, full, halt, finished):
                 source.load(batch)
                 item = (batch, source.position())
             except Exception as exc:  # noqa: BLE001 - handed to the consumer thread
-                _put(full, _Failure(exc, batch), halt)
+                item = _Failure(exc, batch)
+            if not _put(full, item, halt):
+                free.put(batch)  # halted meanwhile: the batch is refilled after a restart
+            if isinstance(item, _Failure):
                 halt.wait()
                 return
-            _put(full, item, halt)
     finally:
         if finished.is_set():
             source.close()
 
 
 def _put(q, item, halt):
+    """Queue `item` unless halted first; whether it was queued."""
     while not halt.is_set():
         try:
             q.put(item, timeout=_POLL_SECONDS)
-            return
+            return True
         except queue.Full:
             continue
+    return False
 
 
 class Prefetcher:
