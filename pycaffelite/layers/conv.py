@@ -26,6 +26,7 @@ direction and the weight gradient run one product per image on the blob's side (
 and for float32 2-D layers read the im2col matrix straight from the padded images as the
 products pack it (`_implicit`: no column buffer pass); 1x1 convolutions with stride 1 and no pad
 skip im2col in the forward and data directions altogether (one batched product over the images).
+Depthwise convolutions (2-D, group == channels) run direct loops instead (`layers.depthwise`).
 Every choice is checked against direct references and gradient checks in the tests.
 """
 import math
@@ -37,6 +38,7 @@ from .. import memory, parallel
 from . import register
 from ..gemm import image_matmul, image_weight_gradient, matmul, matmul_sum, row_sums
 from .base import Layer, Workspace
+from .depthwise import Depthwise, applies as is_depthwise
 from .im2col import col2im, conv_output_size, deconv_output_size, im2col, interior, kernel_extent
 
 # Elements of one chunk's column buffer (4 MB of float32): small enough to stay in cache between
@@ -190,6 +192,7 @@ class _ConvolutionBase(Layer):
         self._configure()
         if self._flipped is not None:
             self._flipped.configure()
+        self._depthwise = Depthwise(self) if is_depthwise(self) else None
 
     def _configure(self):
         """Derived sizes, buffer layout, chunk size and buffers, from the channels, geometry,
@@ -662,6 +665,9 @@ class ConvolutionLayer(_ConvolutionBase):
 
     def forward(self, bottom, top):
         for b, t in zip(bottom, top):
+            if self._depthwise is not None:
+                self._depthwise.forward(b.read_data(), t.write_data())
+                continue
             self._forward_direction(self._image(b.read_data()), self._side(t.write_data()),
                                     self.bias_term)
 
@@ -670,6 +676,11 @@ class ConvolutionLayer(_ConvolutionBase):
             top_diff = self._side(t.read_diff())
             if self.bias_term and self.param_propagate_down[1]:
                 self._add_bias_gradient(top_diff)
+            if self._depthwise is not None:
+                self._depthwise.backward(b.read_data(), t.read_diff(),
+                                         b.write_diff() if propagate_down[i] else None,
+                                         self.param_propagate_down[0])
+                continue
             if self.param_propagate_down[0]:
                 self._add_weight_gradient(self._image(b.read_data()), top_diff)
             if propagate_down[i]:
