@@ -4,6 +4,9 @@ after every backward pass, as Caffe's multi-GPU training does.
     mpiexec -n 4 pcl train --solver solver.prototxt          # CPU processes, through MPI
     mpiexec -f hosts -n 8 pcl train --solver solver.prototxt  # several machines (a hostfile)
     pcl train --solver solver.prototxt --gpu 0,1              # one process per GPU, through NCCL
+    mpiexec -n 4 pcl train --solver s.prototxt --gpu 0,1      # one GPU per rank (a machine's
+                                                              # ranks take its listed GPUs in
+                                                              # turn), through NCCL
 
 From a Python script started by mpiexec:
 
