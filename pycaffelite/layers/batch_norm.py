@@ -1,4 +1,7 @@
 """BatchNorm: per-channel normalisation with batch statistics and their running averages."""
+import numpy as np
+
+from .. import parallel
 from ..proto import caffe_pb2
 from . import register
 from .base import Layer
@@ -29,10 +32,15 @@ class BatchNormLayer(Layer):
       global statistics: dbottom = dy / sqrt(var + eps)
 
     bottom: (N, C, ...) or (N,)      top: the bottom's shape; in place allowed.
+
+    On the CPU the statistics, the normalisation and the backward run as compiled passes over
+    ranges of channels side by side (`pycaffelite.kernels.channels`); the array-module code
+    below them runs on the device (and on the CPU with `compiled` off, in the tests).
     """
 
     exact_num_bottom = 1
     exact_num_top = 1
+    compiled = True
 
     def setup(self, bottom, top):
         p = self.param.batch_norm_param
@@ -84,9 +92,17 @@ class BatchNormLayer(Layer):
         factor = 0.0 if b2 == 0 else 1.0 / b2
         return self.blobs[0].read_data() * factor, self.blobs[1].read_data() * factor
 
+    def _runs_compiled(self):
+        return self.compiled and self.xp is np
+
     def _batch_stats(self, x, count):
-        mean = x.mean(axis=(0, 2))
-        var = ((x - mean[:, None]) ** 2).mean(axis=(0, 2))
+        if self._runs_compiled():
+            mean, var = np.empty(self.channels, x.dtype), np.empty(self.channels, x.dtype)
+            parallel.over_ranges(self.channels, lambda lo, hi: _kernels().batch_stats(
+                x, mean, var, lo, hi))
+        else:
+            mean = x.mean(axis=(0, 2))
+            var = ((x - mean[:, None]) ** 2).mean(axis=(0, 2))
         f = self.fraction
         m = count // self.channels
         correction = m / (m - 1) if m > 1 else 1.0
@@ -108,6 +124,11 @@ class BatchNormLayer(Layer):
             mean, var = self._batch_stats(x, bottom[0].count)
         std = self.std.write_data()
         xp.sqrt(var + self.eps, out=std)
+        if self._runs_compiled():
+            y, x_norm = top[0].write_data().reshape(self.view), self.x_norm.write_data()
+            parallel.over_ranges(self.channels, lambda lo, hi: _kernels().normalize(
+                x, mean, std, y, x_norm.reshape(self.view), lo, hi))
+            return
         y = (x - mean[:, None]) / std[:, None]
         self.x_norm.write_data()[...] = y.reshape(self.x_norm.shape)
         top[0].write_data()[...] = y.reshape(top[0].shape)
@@ -116,6 +137,12 @@ class BatchNormLayer(Layer):
         if not propagate_down[0]:
             return
         dy = top[0].read_diff().reshape(self.view)
+        if self._runs_compiled() and not self.use_global_stats:
+            y, std = self.x_norm.read_data().reshape(self.view), self.std.read_data()
+            dx = bottom[0].write_diff().reshape(self.view)
+            parallel.over_ranges(self.channels, lambda lo, hi: _kernels().normalize_backward(
+                dy, y, std, dx, lo, hi))
+            return
         std = self.std.read_data()[:, None]
         if self.use_global_stats:
             dx = dy / std
@@ -124,3 +151,9 @@ class BatchNormLayer(Layer):
             dx = (dy - dy.mean(axis=(0, 2), keepdims=True)
                   - (dy * y).mean(axis=(0, 2), keepdims=True) * y) / std
         bottom[0].write_diff()[...] = dx.reshape(bottom[0].shape)
+
+
+def _kernels():
+    from ..kernels import channels  # noqa: PLC0415 - compiled at first use
+
+    return channels

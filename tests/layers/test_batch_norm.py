@@ -4,6 +4,7 @@ import pytest
 
 from pycaffelite.errors import PclError
 from pycaffelite.gradient_check import GradientChecker
+from pycaffelite.layers.batch_norm import BatchNormLayer
 from pycaffelite.proto import caffe_pb2
 from tests.layer_testing import blob_from, empty_tops, gaussian_blob, make_layer
 
@@ -206,3 +207,30 @@ def test_cpu_and_gpu_give_the_same_result(any_mode):
                                rtol=1e-6)
     np.testing.assert_allclose(layer.blobs[1].data, [20.0 / 3, 56.0 / 3], rtol=1e-6)
     np.testing.assert_allclose(bottom.diff, 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("phase", [caffe_pb2.TRAIN, caffe_pb2.TEST])
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 5), (3, 4, 2, 3, 2)])
+def test_compiled_and_array_module_paths_agree(monkeypatch, dtype, phase, in_place, shape):
+    """The CPU's compiled passes against the array-module code the device runs."""
+    results = []
+    for compiled in (True, False):
+        monkeypatch.setattr(BatchNormLayer, "compiled", compiled)
+        x = gaussian_blob(shape, dtype=dtype, seed=2)
+        x.data[...] = 3 * x.data + 1
+        layer = bn("moving_average_fraction: 0.9", phase=phase, dtype=dtype)
+        top = x if in_place else empty_tops(1, dtype)[0]
+        layer.initialize([x], [top])
+        for blob, value in zip(layer.blobs, (0.5, 2.0, 1.5)):
+            blob.data[...] = value
+        layer.forward([x], [top])
+        data = top.data.copy()
+        top.diff[...] = gaussian_blob(shape, dtype=dtype, seed=3).data
+        layer.backward([top], [True], [x])
+        results.append([data, x.diff.copy()] + [b.data.copy() for b in layer.blobs])
+    tolerance = 2e-5 if dtype == np.float32 else 1e-12
+    for ours, theirs in zip(*results):
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, theirs, rtol=tolerance, atol=tolerance)

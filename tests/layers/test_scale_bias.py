@@ -4,6 +4,7 @@ import pytest
 
 from pycaffelite.errors import PclError
 from pycaffelite.gradient_check import GradientChecker
+from pycaffelite.layers.scale_bias import ScaleLayer
 from tests.layer_testing import blob_from, empty_tops, gaussian_blob, make_layer
 
 X = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
@@ -195,3 +196,35 @@ def test_cpu_and_gpu_give_the_same_result(any_mode):
     np.testing.assert_allclose(bottoms[0].diff, [[2, 2, 2], [-1, -1, -1]])
     np.testing.assert_allclose(bottoms[1].diff, [6, 15])
     np.testing.assert_allclose(layer.blobs[0].diff, [3, 3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("params, shapes", [
+    ("bias_term: true", [(4, 3, 5, 6)]),
+    ("", [(2, 3, 4)]),
+    ("axis: 0 num_axes: 2 bias_term: true", [(2, 3, 4)]),
+    ("num_axes: 0", [(2, 3, 4)]),
+    ("axis: 1 bias_term: true", [(2, 3, 4, 5), (3, 4)]),
+])
+def test_compiled_and_array_module_paths_agree(monkeypatch, dtype, in_place, params, shapes):
+    """The CPU's compiled passes against the array-module code the device runs."""
+    results = []
+    for compiled in (True, False):
+        monkeypatch.setattr(ScaleLayer, "compiled", compiled)
+        bottoms = [gaussian_blob(s, dtype=dtype, seed=i) for i, s in enumerate(shapes)]
+        layer = layer_of("Scale", params, dtype)
+        top = bottoms[0] if in_place else empty_tops(1, dtype)[0]
+        layer.initialize(bottoms, [top])
+        for i, blob in enumerate(layer.blobs):
+            blob.data[...] = gaussian_blob(blob.shape, dtype=dtype, seed=5 + i).data
+            blob.diff[...] = 1  # param diffs are added
+        layer.forward(bottoms, [top])
+        data = top.data.copy()
+        top.diff[...] = gaussian_blob(top.shape, dtype=dtype, seed=9).data
+        layer.backward([top], [True] * len(bottoms), bottoms)
+        results.append([data] + [b.diff.copy() for b in bottoms + layer.blobs])
+    tolerance = 2e-5 if dtype == np.float32 else 1e-12
+    for ours, theirs in zip(*results):
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, theirs, rtol=tolerance, atol=tolerance)
