@@ -9,7 +9,7 @@ from pycaffelite.cli import main as pcl_main
 
 def pytest_addoption(parser):
     parser.addoption("--fuzz-cases", type=int, default=None,
-                     help="mutated-file cases for tests/test_fuzz.py (default: PCL_FUZZ_CASES or 48)")
+                     help="mutated-file cases for tests/test_fuzz.py (default: PCL_FUZZ_CASES or 160)")
     parser.addoption("--fuzz-seed", default="pcl", help="the seed of tests/test_fuzz.py's mutations")
 
 

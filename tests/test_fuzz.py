@@ -28,7 +28,7 @@ from pcl_driver import run_cases
 ROOT = Path(__file__).resolve().parent.parent
 SOLVERS = ROOT / "tests" / "data" / "caffe_ref" / "solvers"
 FILES = ROOT / "tests" / "data" / "files"
-DEFAULT_CASES = 48
+DEFAULT_CASES = 160  # about 5-10 s on 2 cores
 TRAIN_BUDGET = 1.5  # seconds of training before the case is interrupted (SIGINT: stop)
 EXTREMES = ["0", "-1", "1", "2147483647", "2147483648", "-2147483648", "4294967296",
             "9223372036854775807", "99999999", "1e38", "-1e38", "3.5e38", "1e-45", "nan", "inf",
