@@ -98,4 +98,3 @@ def dots(a, b, out, first, stop):
             for s in range(a.shape[2]):
                 total += a[n, c, s] * b[n, c, s]
         out[c] = total
-

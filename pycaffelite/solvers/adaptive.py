@@ -26,6 +26,10 @@ f32 = np.float32
 
 class AdaGradSolver(SGDSolver):
     type = "AdaGrad"
+    fused_kernel = "adagrad"
+
+    def fused_arguments(self, param_id, rate):
+        return self.local_rate(param_id, rate), self._history(param_id), f32(self.param.delta)
 
     def check_rule_param(self):
         _refuse_momentum(self)
@@ -45,6 +49,12 @@ class AdaGradSolver(SGDSolver):
 
 class RMSPropSolver(SGDSolver):
     type = "RMSProp"
+    fused_kernel = "rmsprop"
+
+    def fused_arguments(self, param_id, rate):
+        keep = f32(self.param.rms_decay)
+        return (self.local_rate(param_id, rate), self._history(param_id), keep,
+                f32(f32(1) - keep), f32(self.param.delta))
 
     def check_rule_param(self):
         _refuse_momentum(self)
@@ -68,6 +78,13 @@ class RMSPropSolver(SGDSolver):
 class AdaDeltaSolver(SGDSolver):
     type = "AdaDelta"
     num_history_sets = 2
+    fused_kernel = "adadelta"
+
+    def fused_arguments(self, param_id, rate):
+        keep = f32(self.param.momentum)
+        return (self.local_rate(param_id, rate), self._history(param_id),
+                self._history(len(self.net.learnable_params) + param_id), keep,
+                f32(f32(1) - keep), f32(self.param.delta))
 
     def compute_update_value(self, param_id, rate):
         xp = device.array_module()
@@ -92,6 +109,19 @@ class AdaDeltaSolver(SGDSolver):
 class AdamSolver(SGDSolver):
     type = "Adam"
     num_history_sets = 2
+    fused_kernel = "adam"
+
+    def _correction(self):
+        """sqrt(1 - beta2^t) / (1 - beta1^t) for t = iter + 1, in double, rounded once."""
+        beta1, beta2 = f32(self.param.momentum), f32(self.param.momentum2)
+        t = self.iter + 1
+        return f32(math.sqrt(1.0 - float(beta2) ** t) / (1.0 - float(beta1) ** t))
+
+    def fused_arguments(self, param_id, rate):
+        beta1, beta2 = f32(self.param.momentum), f32(self.param.momentum2)
+        return (f32(self.local_rate(param_id, rate) * self._correction()), self._history(param_id),
+                self._history(len(self.net.learnable_params) + param_id), beta1,
+                f32(f32(1) - beta1), beta2, f32(f32(1) - beta2), f32(self.param.delta))
 
     def check_rule_param(self):
         """Adam's bias correction divides by 1 - momentum^t and takes the square root of
@@ -111,8 +141,7 @@ class AdamSolver(SGDSolver):
         m = self.history[param_id].write_data()
         v = self.history[offset + param_id].write_data()
         temp = self._temp[param_id].write_data()
-        t = self.iter + 1
-        correction = f32(math.sqrt(1.0 - float(beta2) ** t) / (1.0 - float(beta1) ** t))
+        correction = self._correction()
         _moving_average(xp, m, grad, beta1, scratch=self._update[param_id].write_data())
         _moving_average(xp, v, xp.multiply(grad, grad, out=temp), beta2)
         xp.sqrt(v, out=temp)

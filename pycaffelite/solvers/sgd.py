@@ -16,13 +16,20 @@ Nesterov:  h' = lr_i * g + momentum * h;  update (1 + momentum) * h' - momentum 
 All arithmetic is float32 in Caffe's order of operations; history blobs start at zero and are
 what a .solverstate stores (history[i] for learnable param i; rules with two histories store
 the second set after the first).
+
+On the CPU the per-param steps after clipping (normalize, regularize, the rule, w -= update)
+run fused: one compiled pass per param over its data, diff and histories, in ranges side by
+side (`pycaffelite.kernels.solver_update`, the same float operations in the same order, so the
+same bits; each rule names its kernel and arguments in `fused_arguments`). The array-module
+methods below run on the device, and on the CPU with `fused` off (the tests compare the two).
 """
+import functools
 import logging
 import math
 
 import numpy as np
 
-from .. import device
+from .. import device, parallel
 from ..blob import Blob
 from ..training_log import fmt
 from . import lr_policy
@@ -31,12 +38,17 @@ from .solverstate import SolverStateData
 
 log = logging.getLogger("pycaffelite")
 f32 = np.float32
+# Values below which the fused update runs in one thread (a hand-off costs tens of
+# microseconds).
+_FUSED_THREADING_THRESHOLD = 1 << 16
 
 
 class SGDSolver(Solver):
     """Plain SGD with momentum; the base of the other update rules."""
 
     type = "SGD"
+    fused = True
+    fused_kernel = "sgd"
 
     def _pre_solve(self):
         params = self.net.learnable_params
@@ -54,6 +66,9 @@ class SGDSolver(Solver):
         if p.display and self.iter % p.display == 0:
             log.info("Iteration %d, lr = %s", self.iter, fmt(rate))
         self.clip_gradients()
+        if self.fused and device.array_module() is np:
+            self._fused_update(rate)
+            return
         for param_id in range(len(self.net.learnable_params)):
             self.normalize(param_id)
             self.regularize(param_id)
@@ -61,6 +76,36 @@ class SGDSolver(Solver):
         for blob in self.net.learnable_params:
             data = blob.write_data()
             data -= blob.read_diff()
+
+    def _fused_update(self, rate):
+        """normalize, regularize, compute_update_value and w -= update for every param as one
+        compiled pass each, the params' values split into one range per thread."""
+        from ..kernels import solver_update  # noqa: PLC0415 - compiled at first use
+
+        kernel = getattr(solver_update, self.fused_kernel)
+        p = self.param
+        common = (f32(f32(1) / f32(p.iter_size)), p.iter_size != 1)
+        l1 = p.regularization_type != "L2"
+        jobs = []
+        for param_id, blob in enumerate(self.net.learnable_params):
+            decay = f32(f32(p.weight_decay) * f32(self.net.params_weight_decay[param_id]))
+            jobs.append((blob.write_data().reshape(-1), blob.write_diff().reshape(-1),
+                         common + (decay, l1) + self.fused_arguments(param_id, rate)))
+        total = sum(w.size for w, _, _ in jobs)
+        parts = parallel.num_threads() if total >= _FUSED_THREADING_THRESHOLD else 1
+
+        def run(part):
+            for w, g, arguments in jobs:
+                kernel(w, g, w.size * part // parts, w.size * (part + 1) // parts, *arguments)
+        parallel.run_parallel([functools.partial(run, part) for part in range(parts)])
+
+    def fused_arguments(self, param_id, rate):
+        """The rule's arguments of its `solver_update` kernel after the common ones."""
+        return (self.local_rate(param_id, rate), self._history(param_id),
+                f32(self.param.momentum))
+
+    def _history(self, index):
+        return self.history[index].write_data().reshape(-1)
 
     def clip_gradients(self):
         clip = f32(self.param.clip_gradients)
@@ -144,6 +189,12 @@ class NesterovSolver(SGDSolver):
     """Nesterov's accelerated gradient in Caffe's formulation (the update looks ahead)."""
 
     type = "Nesterov"
+    fused_kernel = "nesterov"
+
+    def fused_arguments(self, param_id, rate):
+        momentum = f32(self.param.momentum)
+        return (self.local_rate(param_id, rate), self._history(param_id), momentum,
+                f32(f32(1) + momentum))
 
     def compute_update_value(self, param_id, rate):
         xp = device.array_module()

@@ -2,13 +2,13 @@
 array-module passes the device runs) against the im2col + GEMM path on the same weights."""
 import numpy as np
 import pytest
-
 from layer_testing import empty_tops, gaussian_blob
+from test_conv import conv_layer
+
 from pycaffelite import device, parallel
 from pycaffelite.gradient_check import GradientChecker
 from pycaffelite.layers import conv
 from pycaffelite.layers.depthwise import Depthwise
-from test_conv import conv_layer
 
 CASES = [  # convolution_param, bottom shape
     ("num_output: 8 group: 8 kernel_size: 3 pad: 1", (2, 8, 9, 7)),
