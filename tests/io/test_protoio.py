@@ -138,7 +138,7 @@ def test_failure_mid_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(PclError, match="No space left on device"):
+    with pytest.raises(PclError, match="model.caffemodel: cannot write the file: no space left on device"):
         protoio.write_binary_proto(target, pb.NetParameter(name="new"))
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["model.caffemodel"]
