@@ -1,12 +1,34 @@
 """Matrix products for the layers: `matmul(a, b, out)` computes out = a @ b (numpy's matmul rules
-for stacked matrices) and with accumulate=True adds a @ b into out.
+for stacked matrices) and with accumulate=True adds a @ b into out; `matmul_sum` sums a batch of
+products; `image_matmul` / `image_weight_gradient` multiply by a convolution's im2col matrix
+read straight from the images.
 
-float32 on the CPU runs the compiled kernel of `pycaffelite.kernels.sgemm`, split over
-`parallel.num_threads()` threads (one inside a `parallel.run_parallel` task); everything else
-(float64 for gradient checks, cupy arrays on a GPU) runs the array module's own matmul.
+float32 on the CPU: the plain products run numpy's matmul (its BLAS, a kept library), split
+over `parallel.num_threads()` threads by pcl (one product per thread inside a
+`parallel.run_parallel` task, as a convolution's chunks run), with the BLAS held to one thread of
+its own (threadpoolctl): a BLAS threading its products inside pcl's threads would oversubscribe
+the CPUs, and its idle threads spin after each product, taking a core from the pcl threads
+that run next. The image products run pcl's compiled kernel (`pycaffelite.kernels.sgemm`),
+which packs the im2col matrix from the images as it multiplies (no column buffer pass).
+Everything else (float64 for gradient checks, cupy arrays on a GPU) runs the array module's
+matmul.
+
+Measured on a 2-core AVX-512 EPYC with nothing pinned (numpy 2.4.6, OpenBLAS 0.3.31 SkylakeX
+kernel; bench/bench_gemm.py, interleaved rounds, load 1.5-4): on 21 shapes of the layers'
+products (CaffeNet, GoogLeNet, ResNet-50, MobileNet convolutions, InnerProduct, LSTM) numpy's
+matmul ran at 0.98-1.10x pcl's former compiled GEMM on one thread (CPU time) and 0.95-1.15x in
+pcl's thread runs, and 1.21-1.40x on InnerProduct's products at batch 16 (M = 16); two-threaded
+as the BLAS threads itself against pcl's split, both 150-200 GFLOP/s within the noise. scipy's
+sgemm (which could add into its output) holds the GIL: 0.42-0.54x inside pcl's thread runs, so
+it is not used. Whole training steps (CPU time, paired, load 4-8) moved within the noise:
+ResNet-50 3,162-3,407 ms -> 2,955-3,304, CaffeNet 1,138-1,228 -> 1,233-1,285, GoogLeNet
+2,655-2,671 -> 2,721-2,793. The issue's 2-core Xeon measured numpy 302 GFLOP/s against the
+kernel's 225 on squares, so the BLAS is the product to use; the image products keep the kernel
+(explicit im2col + BLAS instead: CaffeNet's step 1,217-1,295 -> 1,494-1,601 ms, paired).
 """
 import functools
 import threading
+import warnings
 
 import numpy as np
 
@@ -15,6 +37,8 @@ from . import parallel
 # Below this many multiply-adds a product runs in one thread: handing parts to the other
 # threads costs tens of microseconds.
 _THREADING_THRESHOLD = 1 << 19
+# Parts of a split product are cut at multiples of this many rows or columns.
+_SPLIT_UNIT = 16
 
 _kernel = None
 _scratch = threading.local()
@@ -22,7 +46,7 @@ _scratch = threading.local()
 
 def _sgemm_module():
     """The compiled kernel module, imported (and compiled, or loaded from numba's cache) on first
-    use so that commands which never multiply do not pay for it."""
+    use so that commands which never multiply images do not pay for it."""
     global _kernel
     if _kernel is None:
         from .kernels import sgemm  # noqa: PLC0415 - deferred: numba start-up and compilation
@@ -36,7 +60,7 @@ def matmul(a, b, out, accumulate=False):
 
     a (..., M, K) and b (..., K, N) broadcast over their leading axes to out's (..., M, N); out
     must not overlap a or b."""
-    if not _runs_compiled(a, b, out):
+    if not _runs_here(a, b, out):
         if accumulate:
             out += a @ b
         elif isinstance(out, np.ndarray):
@@ -66,7 +90,7 @@ def matmul_sum(a, b, out, accumulate=False):
 
     a (T, M, K), b (T, K, N), out (M, N): one product with the shared dimension running over
     both t and K, for operands whose (t, K) axes cannot be merged into one."""
-    if not _runs_compiled(a, b, out):
+    if not _runs_here(a, b, out):
         total = (a @ b).sum(axis=0)
         if accumulate:
             out += total
@@ -95,8 +119,8 @@ def image_matmul(weights, images, geometry, out, accumulate=False):
     a = np.broadcast_to(weights, (images.shape[0],) + weights.shape)
 
     def run(lo, hi):
-        _run_serial(a[lo:hi], images[lo:hi], out[lo:hi], accumulate,
-                    sgemm.IMAGE_COLUMNS, full_geometry)
+        _run_kernel(a[lo:hi], images[lo:hi], out[lo:hi], accumulate, sgemm.IMAGE_COLUMNS,
+                    full_geometry)
     parallel.over_ranges(images.shape[0], run)
     return out
 
@@ -111,7 +135,7 @@ def image_weight_gradient(side, images, geometry, out, accumulate=True):
     summed = _summed(out, images.shape[0])
 
     def run(lo, hi):
-        _run_serial(side[:, lo:hi], images, summed[:, lo:hi], accumulate, sgemm.IMAGE_ROWS,
+        _run_kernel(side[:, lo:hi], images, summed[:, lo:hi], accumulate, sgemm.IMAGE_ROWS,
                     full_geometry)
     parallel.over_ranges(out.shape[0], run, sgemm.MR)
     return out
@@ -139,7 +163,7 @@ def _summed(out, items):
 def row_sums(x, out):
     """out[r] = x[r].sum() for a 2-d x (float32 CPU rows summed by the compiled kernel);
     returns out."""
-    if not (_runs_compiled(x, x, x) and isinstance(out, np.ndarray) and out.dtype == np.float32
+    if not (_runs_here(x, x, x) and isinstance(out, np.ndarray) and out.dtype == np.float32
             and x.flags.c_contiguous and out.flags.c_contiguous):
         return x.sum(axis=1, out=out)
     _sgemm_module().row_sums(x.reshape(-1), x.shape[0], x.shape[1], out)
@@ -152,7 +176,8 @@ def _device_matmul(a, b, out):
     cupy.matmul(a, b, out=out)
 
 
-def _runs_compiled(a, b, out):
+def _runs_here(a, b, out):
+    """Whether the product runs pcl's way (float32 numpy arrays of non-negative strides)."""
     arrays = (a, b, out)
     return (all(isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim >= 2
                 for x in arrays)
@@ -202,27 +227,74 @@ def _run_threaded(a, b, c, accumulate):
     columns = b.shape[2]
     parts = 1 if parallel.in_task() else parallel.num_threads()
     if parts == 1 or items * rows * depth * columns < _THREADING_THRESHOLD:
-        _run_serial(a, b, c, accumulate)
+        _run_blas(a, b, c, accumulate)
         return
-    parallel.run_parallel([functools.partial(_run_serial, *part, accumulate)
+    parallel.run_parallel([functools.partial(_run_blas, *part, accumulate)
                            for part in _split(a, b, c, parts)])
 
 
 def _split(a, b, c, parts):
     """(a, b, c) views of up to `parts` near-equal parts of the product."""
-    sgemm = _sgemm_module()
     items, rows, columns = c.shape
     if items >= parts and c.strides[0] != 0:  # (stride 0: every item adds into one c)
         return [(a[lo:hi], b[lo:hi], c[lo:hi]) for lo, hi in parallel.ranges(items, parts)]
-    if -(-columns // sgemm.NR) >= parts:
+    if -(-columns // _SPLIT_UNIT) >= parts:
         return [(a, b[:, :, lo:hi], c[:, :, lo:hi])
-                for lo, hi in parallel.ranges(columns, parts, sgemm.NR)]
-    return [(a[:, lo:hi], b, c[:, lo:hi]) for lo, hi in parallel.ranges(rows, parts, sgemm.MR)]
+                for lo, hi in parallel.ranges(columns, parts, _SPLIT_UNIT)]
+    return [(a[:, lo:hi], b, c[:, lo:hi]) for lo, hi in parallel.ranges(rows, parts, _SPLIT_UNIT)]
 
 
-def _run_serial(a, b, c, accumulate, b_kind=None, geometry=None):
-    """The product in the calling thread, with that thread's scratch buffers (b an image batch
-    for b_kind IMAGE_COLUMNS / IMAGE_ROWS)."""
+def _run_blas(a, b, c, accumulate):
+    """c[t] (+)= a[t] @ b[t] in the calling thread, by numpy's BLAS held to one thread; a sum
+    goes through the thread's scratch matrix (numpy cannot add into its output)."""
+    _hold_blas_to_one_thread()
+    if c.strides[0] != 0:  # one call for the whole batch (numpy loops over it)
+        if accumulate:
+            scratch = _scratch_matrix(c.shape)
+            np.matmul(a, b, out=scratch)
+            c += scratch
+        else:
+            np.matmul(a, b, out=c)
+        return
+    for t in range(a.shape[0]):  # every product summed into c[0]
+        if accumulate or t > 0:
+            scratch = _scratch_matrix(c.shape[1:])
+            np.matmul(a[t], b[t], out=scratch)
+            c[0] += scratch
+        else:
+            np.matmul(a[t], b[t], out=c[0])
+
+
+_blas_held = False
+
+
+def _hold_blas_to_one_thread():
+    """Limit numpy's BLAS to one thread, once (pcl's threads do the splitting)."""
+    global _blas_held
+    if _blas_held:
+        return
+    _blas_held = True
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - first product only
+    except ImportError:
+        warnings.warn("pycaffelite: threadpoolctl is not installed, so numpy's BLAS keeps its own "
+                      "threads inside pcl's; install threadpoolctl for full speed", stacklevel=3)
+        return
+    threadpool_limits(1, user_api="blas")
+
+
+def _scratch_matrix(shape):
+    """The calling thread's float32 scratch of prod(shape) values, as that shape."""
+    size = int(np.prod(shape))
+    flat = getattr(_scratch, "matrix", None)
+    if flat is None or flat.size < size:
+        flat = _scratch.matrix = np.empty(size, np.float32)
+    return flat[:size].reshape(shape)
+
+
+def _run_kernel(a, b, c, accumulate, b_kind, geometry):
+    """The compiled image product in the calling thread, with that thread's scratch buffers
+    (b an image batch for b_kind IMAGE_COLUMNS / IMAGE_ROWS)."""
     sgemm = _sgemm_module()
     items, rows, depth = a.shape
     sizes = sgemm.scratch_sizes(rows, depth)
@@ -232,11 +304,8 @@ def _run_serial(a, b, c, accumulate, b_kind=None, geometry=None):
             np.empty(max(n, 0 if buffers is None else len(x)), np.float32)
             for n, x in zip(sizes, buffers or ((),) * 3))
     shape = (items, rows, depth, c.shape[2])
-    if b_kind is None:
-        sgemm.sgemm(a, _steps(a), b, _steps(b), c, _steps(c), shape, accumulate, *buffers)
-    else:
-        sgemm.sgemm_image(a, _steps(a), b, _steps(b), b_kind, geometry, c, _steps(c), shape,
-                          accumulate, *buffers)
+    sgemm.sgemm_image(a, _steps(a), b, _steps(b), b_kind, geometry, c, _steps(c), shape,
+                      accumulate, *buffers)
 
 
 def _steps(x):

@@ -1,4 +1,6 @@
-"""Single-precision GEMM compiled with numba: c[t] = a[t] . b[t] (or +=) over a batch.
+"""Single-precision GEMM compiled with numba for a convolution's image products: c[t] = a[t] .
+b[t] (or +=) over a batch, where b[t] is the im2col matrix of an image (or its transpose) packed
+straight from the image, so a convolution needs no column buffer.
 
 The classic blocked scheme: for each block of KC values of the shared dimension, a is packed
 into panels of MR rows (MR values of one column next to each other) and b, NC columns at a time,
@@ -8,20 +10,21 @@ NR / 16 vectors of b and broadcasting MR values of a per step. Packing makes eve
 micro-kernel contiguous whatever the strides of a and b (transposed views cost nothing extra)
 and zero-pads the edges, so the micro-kernel always computes a full tile; edge tiles go through
 a small buffer into c, which may be any strided view. Panels of a whose rows are contiguous are
-read in place. b may also be the im2col matrix of an image (or its transpose), packed straight
-from the image (`sgemm_image`), so a convolution needs no column buffer.
+read in place.
 
-Why not numpy's matmul: its BLAS may be pinned to an older kernel by the environment (e.g.
-OPENBLAS_CORETYPE=Haswell on AVX-512 machines, where it then runs at half the machine's rate), it
-cannot add into its output, and its threads spin between calls. The functions here are compiled
-for the CPU (numba's on-disk cache keeps them for later processes) and release the GIL, so
-`pycaffelite.gemm` runs parts of one product, or several products, in several threads.
+Plain products run numpy's BLAS (`pycaffelite.gemm`: as fast as this kernel or faster on an
+ordinary machine, see there). This kernel stays for the image products: packing b from the
+images saves writing and reading an im2col matrix, and CaffeNet's training step took 1,217-1,295
+ms of CPU time this way against 1,494-1,601 ms with an explicit im2col + the BLAS (paired runs,
+2 threads, nothing pinned, 2-core AVX-512 EPYC, load 4-8). Compiled for the CPU (numba's
+on-disk cache keeps it for later processes); it releases the GIL, so `pycaffelite.gemm` runs
+parts of one product, or several products, in several threads.
 """
 import numpy as np
 from numba import njit, types
 
 from . import CACHE
-from .simd import LANES, load, store, vadd, vfma, vload, vstore, vzero, wide_vectors
+from .simd import load, store, vadd, vfma, vload, vstore, vzero, wide_vectors
 
 # The micro-tile: MR rows by NR columns of c held in registers. With AVX-512 (32 vector
 # registers of 16 floats) 8 rows of two vectors; with AVX2 (16 registers of 8 floats, a 16-lane
@@ -159,37 +162,7 @@ def _zero_last_panel(packed, width, panel_size):
         packed[full * panel_size:(full + 1) * panel_size] = 0.0
 
 
-@njit(**_COMPILE)
-def _pack_b(b, start, row_step, col_step, width, k0, kc, packed):
-    """packed[q, p, j] = b[k0 + p, q NR + j] for the ceil(width / NR) panels q of a block of
-    `width` (<= NC) columns, zero past the last column; b is the matrix `start` elements past
-    b's first (at the block's first column), with the given element steps. Reads whole rows of the block
-    in turn when its columns are contiguous (memory order: the hardware prefetches it)."""
-    full = width // NR
-    panel_size = kc * NR
-    _zero_last_panel(packed, width, panel_size)
-    if col_step == 1:
-        for p in range(kc):
-            source = start + (k0 + p) * row_step
-            for q in range(full):
-                for v in range(0, NR, LANES):
-                    vstore(packed, q * panel_size + p * NR + v, vload(b, source + q * NR + v))
-            for j in range(full * NR, width):
-                packed[full * panel_size + p * NR + j - full * NR] = load(b, source + j)
-    elif col_step < row_step:
-        for p in range(kc):
-            source = start + (k0 + p) * row_step
-            for j in range(width):
-                packed[j // NR * panel_size + p * NR + j % NR] = load(b, source + j * col_step)
-    else:
-        for j in range(width):
-            source = start + j * col_step + k0 * row_step
-            base = j // NR * panel_size + j % NR
-            for p in range(kc):
-                packed[base + p * NR] = load(b, source + p * row_step)
-
-
-MATRIX, IMAGE_COLUMNS, IMAGE_ROWS = 0, 1, 2  # what b is: see sgemm and sgemm_image
+IMAGE_COLUMNS, IMAGE_ROWS = 1, 2  # what b is: see sgemm_image
 
 
 @njit(**_COMPILE)
@@ -208,7 +181,8 @@ def _tap_source(start, steps, geometry, k, pixel):
 
 @njit(**_COMPILE)
 def _pack_image_columns(image, start, steps, geometry, k0, kc, first, width, packed):
-    """_pack_b's packing of the im2col matrix of the image `start` elements past image's first
+    """The packing of b (packed[q, p, j] = b[k0 + p, q NR + j] for the ceil(width / NR) panels q
+    of a block of `width` <= NC columns, zero past the last column) for the im2col matrix of the image `start` elements past image's first
     (channel, row, column steps = steps[1:]), columns (output pixels) first .. first + width,
     read straight from the image. geometry = (kernel h, w, stride h, w, dilation h, w, output
     width)."""
@@ -228,7 +202,7 @@ def _pack_image_columns(image, start, steps, geometry, k0, kc, first, width, pac
 
 @njit(**_COMPILE)
 def _pack_image_rows(image, start, steps, geometry, k0, kc, first, width, packed):
-    """_pack_b's packing of the transposed im2col matrix (rows: output pixels k0 .. k0 + kc,
+    """_pack_image_columns' packing of the transposed im2col matrix (rows: output pixels k0 .. k0 + kc,
     columns: im2col rows first .. first + width) of the image `start` elements past image's
     first."""
     stride_h, stride_w, out_w = geometry[2], geometry[3], geometry[6]
@@ -265,8 +239,8 @@ def scratch_sizes(rows, depth):
 @njit(**_COMPILE)
 def _product(a, a_steps, b, b_steps, b_kind, geometry, c, c_steps, shape, accumulate,
              a_packed, b_packed, tile):
-    """The blocked product of `sgemm` and `sgemm_image`: b of the given kind, b_steps its 4
-    strides in elements (a matrix batch's last is unused)."""
+    """The blocked product of `sgemm_image`: b an image batch of the given kind, b_steps its 4
+    strides in elements."""
     items, rows, depth, columns = shape
     if items == 0 or rows == 0 or columns == 0:
         return
@@ -283,10 +257,7 @@ def _product(a, a_steps, b, b_steps, b_kind, geometry, c, c_steps, shape, accumu
             _pack_a(a, a_item, a_steps[1], a_steps[2], rows, in_place, k0, kc, a_packed)
             for block in range(0, columns, NC):
                 block_width = min(NC, columns - block)
-                if b_kind == MATRIX:
-                    _pack_b(b, b_item + block * b_steps[2], b_steps[1], b_steps[2], block_width,
-                            k0, kc, b_packed)
-                elif b_kind == IMAGE_COLUMNS:
+                if b_kind == IMAGE_COLUMNS:
                     _pack_image_columns(b, b_item, b_steps, geometry, k0, kc, block, block_width,
                                         b_packed)
                 else:
@@ -324,29 +295,21 @@ def _product(a, a_steps, b, b_steps, b_kind, geometry, c, c_steps, shape, accumu
                                 store(c, row + j * c_col, value)
 
 
-@njit(types.void(_BATCH_IN, _STEPS, _BATCH_IN, _STEPS, _BATCH, _STEPS, _SHAPE, types.boolean,
-                 _FLAT, _FLAT, _FLAT), **_COMPILE)
-def sgemm(a, a_steps, b, b_steps, c, c_steps, shape, accumulate, a_packed, b_packed, tile):
-    """c[t] = a[t] . b[t] (accumulate: c[t] += ...) for t < T, all float32, where
-    shape = (T, M, K, N) and each operand comes with its (batch, row, column) strides in
-    elements (any non-negative ones: views, transposes, broadcasts). K must be positive. A batch
-    stride of 0 for c sums the products of all t into it. Scratch: as `scratch_sizes` says.
-    Runs in the calling thread, without the GIL: callers split large products into parts and
-    run them side by side."""
-    _product(a, a_steps, b, (b_steps[0], b_steps[1], b_steps[2], 0), MATRIX,
-             (0, 0, 0, 0, 0, 0, 0), c, c_steps, shape, accumulate, a_packed, b_packed, tile)
-
-
 @njit(types.void(_BATCH_IN, _STEPS, _IMAGES_IN, _IMAGE_STEPS, types.intp, _GEOMETRY, _BATCH,
                  _STEPS, _SHAPE, types.boolean, _FLAT, _FLAT, _FLAT), **_COMPILE)
 def sgemm_image(a, a_steps, images, image_steps, kind, geometry, c, c_steps, shape, accumulate,
                 a_packed, b_packed, tile):
-    """`sgemm` with b[t] the im2col matrix of images[t] (C, Hp, Wp) (kind IMAGE_COLUMNS: rows
+    """c[t] = a[t] . b[t] (accumulate: c[t] += ...) for t < T, all float32, where shape =
+    (T, M, K, N), b[t] is the im2col matrix of images[t] (C, Hp, Wp) (kind IMAGE_COLUMNS: rows
     (channel, kernel row, kernel column), columns output pixels) or its transpose (IMAGE_ROWS),
-    read from the image while packing (no im2col buffer). geometry = (kernel h, w, stride h, w,
-    dilation h, w, output width); image_steps are the images'
-    (batch, channel, row, column) strides in elements. The caller checks that every pixel read
-    lies in the image."""
+    read from the image while packing (no im2col buffer), and a and c come with their (batch,
+    row, column) strides in elements (any non-negative ones: views, transposes, broadcasts).
+    K must be positive; a batch stride of 0 for c sums the products of all t into it.
+    geometry = (kernel h, w, stride h, w, dilation h, w, output width); image_steps are the
+    images' (batch, channel, row, column) strides in elements. The caller checks that every
+    pixel read lies in the image. Scratch: as `scratch_sizes` says. Runs in the calling
+    thread, without the GIL: callers split large products into parts and run them side by
+    side."""
     _product(a, a_steps, images, image_steps, kind, geometry, c, c_steps, shape, accumulate,
              a_packed, b_packed, tile)
 

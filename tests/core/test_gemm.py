@@ -1,5 +1,7 @@
-"""pycaffelite.gemm: the compiled float32 product against numpy's, on every path the kernel has
-(packed or in-place operands, edge tiles, k blocks, batch/column/row splits, summed batches)."""
+"""pycaffelite.gemm: the float32 products against float64 references: the plain products (numpy's
+BLAS in pcl's threads: transposes, strided views, batches, column/row/item splits, summed
+batches, sums into the output) and the image products of the compiled kernel (packed or
+in-place operands, edge tiles, k blocks, both image packers, its AVX2 tile)."""
 import os
 import subprocess
 import sys
@@ -37,7 +39,7 @@ def threads(request):
     parallel.set_num_threads(before)
 
 
-# sizes around the micro-tile (MR x NR) and the k block (KC)
+# small, odd and edge sizes (tiles, blocks, splits)
 SHAPES = [(1, 1, 1), (7, 3, 5), (8, 16, 32), (9, 17, 33), (17, 300, 65), (64, 257, 96),
           (3, 600, 200), (40, 2, 70)]
 
@@ -154,21 +156,59 @@ def test_products_inside_parallel_tasks_agree(threads):
 AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+lzcnt,+mmx,+movbe,+popcnt,"
                  "+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3")
 
+def im2col_reference(images, geometry):
+    """(T, C kh kw, OH OW) im2col matrices of images (T, C, H, W), computed directly."""
+    kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w = geometry
+    items, channels, height, width = images.shape
+    out_h = (height - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
+    out_w = (width - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
+    col = np.empty((items, channels, kernel_h, kernel_w, out_h, out_w), np.float64)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            col[:, :, i, j] = images[:, :, i * dilation_h::stride_h, j * dilation_w::stride_w][
+                :, :, :out_h, :out_w]
+    return col.reshape(items, channels * kernel_h * kernel_w, out_h * out_w)
+
+
+IMAGE_CASES = [((3, 4, 9, 11), (3, 3, 1, 1, 1, 1), 10), ((2, 3, 17, 13), (5, 3, 2, 3, 1, 2), 37),
+               ((1, 40, 8, 40), (1, 1, 1, 1, 1, 1), 9), ((2, 70, 12, 12), (3, 3, 1, 1, 1, 1), 20)]
+
+
+@pytest.mark.parametrize("shape,geometry,rows", IMAGE_CASES)
+def test_image_products_match_im2col(threads, shape, geometry, rows):
+    """image_matmul (b the im2col matrix) and image_weight_gradient (b its transpose), packed
+    from the images, against products with the im2col matrix made directly; 70 channels x 9
+    taps runs over two k blocks."""
+    images = normal(*shape)
+    col = im2col_reference(images, geometry)
+    weights = normal(rows, col.shape[1])
+    out = normal(shape[0], rows, col.shape[2])
+    start = out.copy()
+    gemm.image_matmul(weights, images, geometry, out, accumulate=True)
+    np.testing.assert_allclose(out, start + weights.astype(np.float64) @ col, atol=2e-3)
+    side = normal(shape[0], rows, col.shape[2])
+    gradient = np.ones((rows, col.shape[1]), np.float32)
+    gemm.image_weight_gradient(side, images, geometry, gradient)
+    expected = 1 + (side.astype(np.float64) @ col.transpose(0, 2, 1)).sum(axis=0)
+    np.testing.assert_allclose(gradient, expected, atol=5e-3)
+
+
 AVX2_SCRIPT = """
+import sys
 import numpy as np
 from pycaffelite import gemm, parallel
 from pycaffelite.kernels import sgemm
+from test_gemm import IMAGE_CASES, im2col_reference
 assert (sgemm.MR, sgemm.NR) == (6, 16), (sgemm.MR, sgemm.NR)
 rng = np.random.default_rng(0)
 parallel.set_num_threads(2)
-for m, k, n in [(1, 1, 1), (7, 3, 17), (13, 300, 70), (64, 257, 600)]:
-    for a_t, b_t in [(False, False), (True, True)]:
-        a = rng.standard_normal((k, m) if a_t else (m, k)).astype(np.float32)
-        b = rng.standard_normal((n, k) if b_t else (k, n)).astype(np.float32)
-        a, b = (a.T if a_t else a), (b.T if b_t else b)
-        out = np.ones((m, n), np.float32)
-        gemm.matmul(a, b, out, accumulate=True)
-        np.testing.assert_allclose(out, 1 + a.astype(np.float64) @ b, atol=1e-3)
+for shape, geometry, rows in IMAGE_CASES:
+    images = rng.standard_normal(shape).astype(np.float32)
+    col = im2col_reference(images, geometry)
+    weights = rng.standard_normal((rows, col.shape[1])).astype(np.float32)
+    out = np.ones((shape[0], rows, col.shape[2]), np.float32)
+    gemm.image_matmul(weights, images, geometry, out, accumulate=True)
+    np.testing.assert_allclose(out, 1 + weights.astype(np.float64) @ col, atol=2e-3)
 print("ok")
 """
 
@@ -176,8 +216,9 @@ print("ok")
 def test_the_avx2_micro_kernel(tmp_path):
     """On a CPU without AVX-512 the kernel uses its 6 x 16 tile: compiled here for an AVX2 target
     (numba's NUMBA_CPU_NAME/NUMBA_CPU_FEATURES) in a fresh process."""
+    root, here = Path(__file__).resolve().parents[2], Path(__file__).resolve().parent
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=AVX2_FEATURES,
-               NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+               NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=f"{root}{os.pathsep}{here}")
     result = subprocess.run([sys.executable, "-c", AVX2_SCRIPT], env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr
