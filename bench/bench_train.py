@@ -1,28 +1,30 @@
 """Training-step benchmark: pycaffelite vs PyTorch (CPU) on the same nets, in one run.
 
-For each net (LeNet batch 64, CIFAR10-quick batch 100, CaffeNet batch 16, from models/*_time
-prototxts) and each framework, one full training iteration is timed: clear the gradients,
+For each net (LeNet batch 64, CIFAR10-quick batch 100, CaffeNet batch 16, GoogLeNet batch 16,
+ResNet-50 batch 8, MobileNet-v1 batch 16, from models/*_time prototxts) and each framework, one full training iteration is timed: clear the gradients,
 forward, backward, SGD update with momentum 0.9 and weight decay 5e-4 (pcl: `SGDSolver.step(1)`;
 PyTorch: `torch.optim.SGD`). After a few warm-up
 iterations the median of several iterations is reported, with the ratio pcl / PyTorch and each
 run's peak RSS. Then the convolution layers of pcl's nets are timed one by one (as `pcl time`
 does) and their achieved GFLOP/s is set against this machine's float32 GEMM rates on large square
-matrices: numpy's matmul (its BLAS sgemm) and pcl's own compiled GEMM (`pycaffelite.gemm`, which
-pcl's convolutions call), whichever is faster being "this machine's sgemm rate".
+matrices: numpy's matmul (its BLAS sgemm, which pcl's plain products run) and pcl's own compiled
+kernel (which its image products run), whichever is faster being "this machine's sgemm rate".
 
 Each (framework, net) pair runs in its own child process of this script (`--worker`), so that
 peak RSS belongs to that pair alone and one framework's thread pools and caches do not disturb
 the other. The PyTorch net is built from the same prototxt (`torch_net`). Both use 2 threads
-(`--threads`): numpy's OpenBLAS and PyTorch's intra-op pool.
+(`--threads`): pcl's threads (its BLAS held to one thread inside them) and PyTorch's intra-op pool.
 PyTorch is not a dependency of pycaffelite: install it for the benchmark only
 (`pip install torch`); without it the PyTorch columns stay empty.
 
-Usage: python bench/bench_train.py [--nets lenet,cifar10_quick,caffenet] [--iterations N]
+Usage: python bench/bench_train.py [--nets lenet,cifar10_quick,caffenet,googlenet,resnet50,
+       mobilenet_v1] [--iterations N]
        [--warmup N] [--threads N] [--cpu-time] [--profile]
 
 Never used for assertions: timings depend on the machine and its load.
 """
 import argparse
+import functools
 import json
 import os
 import resource
@@ -40,6 +42,9 @@ NETS = {  # name: (prototxt, classes, warm-up iterations, timed iterations)
     "lenet": ("models/lenet/lenet_time.prototxt", 10, 5, 30),
     "cifar10_quick": ("models/cifar10_quick/cifar10_quick_time.prototxt", 10, 3, 15),
     "caffenet": ("models/caffenet/caffenet_time.prototxt", 1000, 2, 7),
+    "googlenet": ("models/googlenet/googlenet_time.prototxt", 1000, 2, 7),
+    "resnet50": ("models/resnet50/resnet50_time.prototxt", 1000, 2, 7),
+    "mobilenet_v1": ("models/mobilenet_v1/mobilenet_v1_time.prototxt", 1000, 2, 7),
 }
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 0.0005
 THREADS = 2  # BLAS threads for pcl (numpy's OpenBLAS) and intra-op threads for PyTorch
@@ -84,13 +89,15 @@ def input_arrays(shapes, classes, seed=0):
 
 
 def sgemm_gflops(sizes=(1024, 2048), repeats=5, clock=time.perf_counter, library="numpy"):
-    """The best float32 matrix product rate on square matrices, in GFLOP/s: numpy's matmul, or
-    pcl's compiled GEMM (`library="pcl"`)."""
+    """The best float32 matrix product rate on square matrices, in GFLOP/s: numpy's matmul (its
+    BLAS, which pcl's plain products run), or pcl's compiled kernel (`library="pcl"`, which its
+    image products run: timed on a 1 x 1 image product, the same multiplication)."""
     if library == "pcl":
         from pycaffelite import gemm  # noqa: PLC0415 - only in the child that measures it
 
         def product(a, b, out):
-            gemm.matmul(a, b, out)
+            n = b.shape[0]
+            gemm.image_matmul(a, b.reshape(1, n, 1, n), (1, 1, 1, 1, 1, 1), out.reshape(1, n, n))
     else:
         def product(a, b, out):
             np.matmul(a, b, out=out)
@@ -175,8 +182,10 @@ def conv_flops(net):
 def torch_net(model_path):
     """A torch.nn.Module computing the same training loss as the prototxt's TRAIN net.
 
-    Covers the layer types of the benchmark nets: Input, Convolution, Pooling (MAX/AVE, Caffe's
-    ceil rounding), ReLU, LRN (across channels), InnerProduct, Dropout, SoftmaxWithLoss.
+    Covers the layer types of the benchmark nets: Input, Convolution (groups, no bias), Pooling
+    (MAX/AVE, Caffe's ceil rounding, global), ReLU, LRN (across channels), BatchNorm (batch
+    statistics, no affine part), Scale (per channel, with bias), Eltwise (SUM), Concat,
+    InnerProduct, Dropout, SoftmaxWithLoss (loss weights summed into one loss).
     """
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
@@ -185,33 +194,74 @@ def torch_net(model_path):
     from pycaffelite.io import protoio  # noqa: PLC0415
     from pycaffelite.proto import caffe_pb2  # noqa: PLC0415
 
+    class ChannelAffine(nn.Module):  # Caffe's Scale layer with bias_term, per channel
+        def __init__(self, channels, bias):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(channels))
+            self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+
+        def forward(self, x):
+            y = x * self.weight.view(1, -1, 1, 1)
+            return y + self.bias.view(1, -1, 1, 1) if self.bias is not None else y
+
+    class Sum(nn.Module):
+        def forward(self, *xs):
+            return functools.reduce(torch.add, xs)
+
+    class Cat(nn.Module):
+        def forward(self, *xs):
+            return torch.cat(xs, dim=1)
+
+    class Loss(nn.Module):  # SoftmaxWithLoss on (N, classes) or (N, classes, 1, 1) scores
+        def __init__(self):
+            super().__init__()
+            self.loss = nn.CrossEntropyLoss()
+
+        def forward(self, scores, label):
+            return self.loss(scores.flatten(1), label)
+
     param = net_build.filter_by_state(protoio.read_net_param(model_path),
                                       caffe_pb2.NetState(phase=caffe_pb2.TRAIN), model_path)
     shapes = {}
-    steps = []  # (module or None, layer type, bottoms, tops)
+    steps = []  # (module or None, layer type, bottoms, tops, loss weight)
     modules = nn.ModuleDict()
     for layer in param.layer:
         kind = layer.type
         if kind == "Input":
             for top, shape in zip(layer.top, layer.input_param.shape):
                 shapes[top] = tuple(shape.dim)
-            steps.append((None, kind, [], list(layer.top)))
+            steps.append((None, kind, [], list(layer.top), 0))
             continue
         in_shape = shapes[layer.bottom[0]]
         if kind == "Convolution":
             p = layer.convolution_param
             module = nn.Conv2d(in_shape[1], p.num_output, p.kernel_size[0],
                                stride=p.stride[0] if p.stride else 1, padding=p.pad[0] if p.pad else 0,
-                               groups=p.group)
+                               groups=p.group, bias=p.bias_term)
         elif kind == "Pooling":
             p = layer.pooling_param
             pool = nn.MaxPool2d if p.pool == caffe_pb2.PoolingParameter.MAX else nn.AvgPool2d
-            module = pool(p.kernel_size, stride=p.stride, padding=p.pad, ceil_mode=True)
+            if p.global_pooling:
+                module = pool(in_shape[2:])
+            else:
+                module = pool(p.kernel_size, stride=p.stride, padding=p.pad, ceil_mode=True)
         elif kind == "ReLU":
             module = nn.ReLU(inplace=True)
         elif kind == "LRN":
             p = layer.lrn_param
             module = nn.LocalResponseNorm(p.local_size, alpha=p.alpha, beta=p.beta, k=p.k)
+        elif kind == "BatchNorm":
+            module = nn.BatchNorm2d(in_shape[1], eps=layer.batch_norm_param.eps, affine=False,
+                                    momentum=1 - layer.batch_norm_param.moving_average_fraction)
+        elif kind == "Scale":
+            module = ChannelAffine(in_shape[1], layer.scale_param.bias_term)
+        elif kind == "Eltwise":
+            if layer.eltwise_param.operation != caffe_pb2.EltwiseParameter.SUM or \
+                    layer.eltwise_param.coeff:
+                raise ValueError("torch_net: only Eltwise SUM without coefficients is covered")
+            module = Sum()
+        elif kind == "Concat":
+            module = Cat()
         elif kind == "InnerProduct":
             module = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(in_shape[1:])),
                                                            layer.inner_product_param.num_output))
@@ -219,7 +269,7 @@ def torch_net(model_path):
             # Not in place: torch's in-place ReLU keeps its output for backward.
             module = nn.Dropout(layer.dropout_param.dropout_ratio)
         elif kind == "SoftmaxWithLoss":
-            module = nn.CrossEntropyLoss()
+            module = Loss()
         else:
             raise ValueError(f"torch_net: layer type {kind} is not covered")
         modules[layer.name] = module
@@ -229,7 +279,8 @@ def torch_net(model_path):
                 probe[1] = probe[1].long()
             out = module(*probe)
         shapes[layer.top[0]] = tuple(out.shape)
-        steps.append((layer.name, kind, list(layer.bottom), list(layer.top)))
+        weight = layer.loss_weight[0] if layer.loss_weight else float(kind == "SoftmaxWithLoss")
+        steps.append((layer.name, kind, list(layer.bottom), list(layer.top), weight))
 
     class CaffeStyleNet(nn.Module):
         def __init__(self):
@@ -238,7 +289,8 @@ def torch_net(model_path):
             self.input_shapes = {s[3][i]: shapes[s[3][i]] for s in steps if s[1] == "Input"
                                  for i in range(len(s[3]))}
 
-            self.steps = [step for step in steps if step[1] != "Input"]
+            self.steps = [step[:4] for step in steps if step[1] != "Input"]
+            self.losses = [(step[3][0], step[4]) for step in steps if step[4]]
 
         def forward(self, all_blobs=False, **inputs):
             blobs = dict(inputs)
@@ -247,7 +299,10 @@ def torch_net(model_path):
                 if kind == "SoftmaxWithLoss":
                     args[1] = args[1].long()
                 blobs[tops[0]] = self.layers[name](*args)
-            return blobs if all_blobs else blobs[steps[-1][3][0]]
+            if all_blobs:
+                return blobs
+            return functools.reduce(torch.add, [blobs[top] * weight if weight != 1 else blobs[top]
+                                                for top, weight in self.losses])
 
     return CaffeStyleNet()
 
@@ -423,27 +478,39 @@ def step_table(results, cpu_time):
     return "\n".join(rows)
 
 
+CONV_DETAIL = ("lenet", "cifar10_quick", "caffenet")  # nets whose convolutions get a row each
+
+
 def conv_table(results, gemm):
     """Each convolution's GFLOP/s, and forward + backward as a share of the numpy and pcl sgemm
-    rates in `gemm`."""
-    header = (f"{'net':<14} {'layer':<7} {'bottom -> top':<32} {'g':>2} {'fwd ms':>8} {'GFLOP/s':>8} "
-              f"{'bwd ms':>8} {'GFLOP/s':>8} {'% numpy':>8} {'% pcl':>6}")
+    rates in `gemm` and of the better of the two; one row of all convolutions together for the
+    nets not in CONV_DETAIL."""
+    best = max(gemm.values())
+    header = (f"{'net':<14} {'layer':<13} {'bottom -> top':<30} {'g':>4} {'fwd ms':>8} {'GFLOP/s':>8} "
+              f"{'bwd ms':>8} {'GFLOP/s':>8} {'% numpy':>8} {'% pcl':>6} {'% best':>7}")
     rows = ["pcl convolution layers (timed as `pcl time` does) vs the sgemm rates: numpy "
             f"{gemm['numpy']:.1f}, pcl {gemm['pcl']:.1f} GFLOP/s",
             header, "-" * len(header)]
+
+    def row(name, label, shapes, group, fwd_flop, fwd_ms, bwd_flop, bwd_ms):
+        fwd = fwd_flop / fwd_ms / 1e6 if fwd_ms else 0.0
+        bwd = bwd_flop / bwd_ms / 1e6 if bwd_ms else 0.0
+        both = (fwd_flop + bwd_flop) / (fwd_ms + bwd_ms) / 1e6
+        return (f"{name:<14} {label:<13} {shapes:<30} {group:>4} {fwd_ms:>8.2f} {fwd:>8.1f} "
+                f"{bwd_ms:>8.2f} {bwd:>8.1f} {100 * both / gemm['numpy']:>7.0f}% "
+                f"{100 * both / gemm['pcl']:>5.0f}% {100 * both / best:>6.0f}%")
+
     for name, (pcl, _) in results.items():
-        for layer in pcl.get("layers", []):
-            if "forward_flop" not in layer:
-                continue
-            fwd = layer["forward_flop"] / layer["forward_ms"] / 1e6 if layer["forward_ms"] else 0.0
-            bwd = layer["backward_flop"] / layer["backward_ms"] / 1e6 if layer["backward_ms"] else 0.0
-            both = ((layer["forward_flop"] + layer["backward_flop"])
-                    / (layer["forward_ms"] + layer["backward_ms"]) / 1e6)
+        convs = [layer for layer in pcl.get("layers", []) if "forward_flop" in layer]
+        if name not in CONV_DETAIL and convs:
+            rows.append(row(name, f"all {len(convs)}", "", "", *(
+                sum(layer[key] for layer in convs)
+                for key in ("forward_flop", "forward_ms", "backward_flop", "backward_ms"))))
+            continue
+        for layer in convs:
             shapes = f"{'x'.join(map(str, layer['bottom']))} -> {'x'.join(map(str, layer['top']))}"
-            rows.append(f"{name:<14} {layer['name']:<7} {shapes:<32} {layer['group']:>2} "
-                        f"{layer['forward_ms']:>8.2f} {fwd:>8.1f} {layer['backward_ms']:>8.2f} "
-                        f"{bwd:>8.1f} {100 * both / gemm['numpy']:>7.0f}% "
-                        f"{100 * both / gemm['pcl']:>5.0f}%")
+            rows.append(row(name, layer["name"], shapes, layer["group"], layer["forward_flop"],
+                            layer["forward_ms"], layer["backward_flop"], layer["backward_ms"]))
     return "\n".join(rows)
 
 
