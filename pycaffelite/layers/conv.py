@@ -135,6 +135,9 @@ class _ConvolutionBase(Layer):
         if self.num_output <= 0:
             raise self.error("needs convolution_param { num_output: N } with N > 0, found "
                              f"{self.num_output}; give the number of output channels")
+        if self.channels <= 0:
+            raise self.error(f"the bottom has no channels (shape {bottom[0].shape}, channel axis "
+                             f"{self.channel_axis}); give it at least one")
         if self.group <= 0 or self.channels % self.group or self.num_output % self.group:
             raise self.error(f"group {self.group} must divide both the input channels "
                              f"({self.channels}) and num_output ({self.num_output}); change group")
@@ -213,7 +216,7 @@ class _ConvolutionBase(Layer):
         # made a multiple of the threads, so that the runs get equal shares of the images.
         runs = parallel.num_threads() if self.xp is np else 1
         count = -(-self.num // max(1, min(self.num, COLUMN_BUDGET // max(col_per_image, 1))))
-        count = -(-count // runs) * runs
+        count = max(1, -(-count // runs)) * runs  # at least one run, even for an empty batch
         self.chunk = max(1, -(-self.num // count))
         self._allocate_buffers()
 
@@ -664,6 +667,8 @@ class ConvolutionLayer(_ConvolutionBase):
         return _conv_out_shape(self, in_shape, self.kernel, self.stride, self.pad, self.dilation)
 
     def forward(self, bottom, top):
+        if not self.num:
+            return  # an empty batch: nothing to compute, no gradient to add
         for b, t in zip(bottom, top):
             if self._depthwise is not None:
                 self._depthwise.forward(b.read_data(), t.write_data())
@@ -672,6 +677,8 @@ class ConvolutionLayer(_ConvolutionBase):
                                     self.bias_term)
 
     def backward(self, top, propagate_down, bottom):
+        if not self.num:
+            return  # an empty batch: nothing to compute, no gradient to add
         for i, (t, b) in enumerate(zip(top, bottom)):
             top_diff = self._side(t.read_diff())
             if self.bias_term and self.param_propagate_down[1]:
@@ -714,11 +721,15 @@ class DeconvolutionLayer(_ConvolutionBase):
         return out
 
     def forward(self, bottom, top):
+        if not self.num:
+            return  # an empty batch: nothing to compute, no gradient to add
         for b, t in zip(bottom, top):
             self._data_direction(self._side(b.read_data()), self._image(t.write_data()),
                                  self.bias_term)
 
     def backward(self, top, propagate_down, bottom):
+        if not self.num:
+            return  # an empty batch: nothing to compute, no gradient to add
         for i, (t, b) in enumerate(zip(top, bottom)):
             top_diff = self._image(t.read_diff())
             if self.bias_term and self.param_propagate_down[1]:

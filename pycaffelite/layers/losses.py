@@ -55,8 +55,13 @@ def _ignore_label(loss_param):
 
 
 def _batch_size(layer, blob):
+    """The number of items a loss averages over (axis 0); an empty batch is refused (Caffe would
+    divide by zero and train on NaN)."""
     if blob.num_axes == 0:
         raise layer.error("the prediction bottom must have a batch axis, found a scalar blob")
+    if blob.shape[0] == 0:
+        raise layer.error(f"the batch is empty (bottom shape {blob.shape}): a loss over no items "
+                          f"is undefined; give the net at least one item")
     return blob.shape[0]
 
 

@@ -488,3 +488,18 @@ def test_float32_products_from_the_images_match_float64(monkeypatch, params, sha
         results.append([top[0].data, bottom[0].diff, layer.blobs[0].diff, layer.blobs[1].diff])
     for single, double in zip(*results):
         np.testing.assert_allclose(single, double, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
+def test_an_empty_batch_gives_an_empty_top_and_no_gradient(kind):
+    layer = conv_layer("num_output: 4 kernel_size: 3", kind=kind)
+    bottom, top = setup(layer, (0, 3, 8, 8))
+    assert top[0].shape == ((0, 4, 6, 6) if kind == "Convolution" else (0, 4, 10, 10))
+    layer.forward(bottom, top)
+    layer.backward(top, [True], bottom)
+    assert not layer.blobs[0].diff.any() and not layer.blobs[1].diff.any()
+
+
+def test_a_bottom_without_channels_is_refused():
+    with pytest.raises(PclError, match=r"the bottom has no channels \(shape \(2, 0, 8, 8\)"):
+        setup(conv_layer("num_output: 4 kernel_size: 3"), (2, 0, 8, 8))

@@ -501,3 +501,21 @@ def test_loss_top_is_a_scalar_and_num_must_match(text, bottoms):
 def test_loss_blob_counts(text):
     with pytest.raises(PclError, match="exactly 2 bottom"):
         make_layer(text).initialize([gaussian_blob((2, 3))], empty_tops(1))
+
+
+@pytest.mark.parametrize("text,label_shape", [
+    ('type: "EuclideanLoss"', (0, 3)),
+    ('type: "HingeLoss"', (0,)),
+    ('type: "MultinomialLogisticLoss"', (0,)),
+])
+def test_an_empty_batch_is_refused_by_losses_that_average_over_it(text, label_shape):
+    layer = make_layer(text)
+    bottom = [Blob((0, 3), dtype=np.float64), Blob(label_shape, dtype=np.float64)]
+    with pytest.raises(PclError, match=r"the batch is empty \(bottom shape \(0, 3\)\)"):
+        layer.initialize(bottom, empty_tops(1, np.float64))
+
+
+def test_softmax_loss_of_an_empty_batch_is_zero_as_in_caffe():
+    """Its normaliser is at least 1 (Caffe's), so no item means no loss."""
+    _, top, bottom = run('type: "SoftmaxWithLoss"', [np.zeros((0, 3)), np.zeros((0,))])
+    assert float(top[0].data) == 0 and bottom[0].diff.shape == (0, 3)
