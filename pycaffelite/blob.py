@@ -3,6 +3,11 @@
 Layers read and write blobs through the accessors for the current mode (`read_data`,
 `write_data`, `read_diff`, `write_diff`); `data` and `diff` are pycaffe's host views (numpy arrays
 that can be written in place). Memory is kept when a reshape shrinks the blob, as in Caffe.
+
+The accessors keep the last view they made of each memory, so a pass reading a blob whose shape
+and memory did not change makes no new array (a view costs about 1 µs, several per layer and
+pass). Every change of a blob's shape or of the memory it shares (`share_data`, `share_diff`) is
+counted by `device.layout_changed`: while no blob changes, layers need not reshape again.
 """
 import math
 
@@ -40,14 +45,21 @@ class Blob:
         self._capacity = -1
         self._data = None
         self._diff = None
+        self._data_view = self._diff_view = (None, None)  # (flat memory, view of it)
         self.reshape(shape)
 
     # -- shape -----------------------------------------------------------------------------
     def reshape(self, *shape):
         """Reshape to `shape` (a sequence or the dims as arguments). Grows memory only when needed."""
-        if len(shape) == 1 and not np.isscalar(shape[0]):
-            shape = shape[0]
+        if len(shape) == 1:
+            first = shape[0]
+            if first.__class__ is tuple or first.__class__ is list or not np.isscalar(first):
+                shape = first
+        if shape.__class__ is tuple and shape == self._shape:
+            return  # the common case, a tuple of the same dims: nothing to do
         shape = tuple([int(d) for d in shape])  # a list, not a generator: no free-list churn
+        if shape == self._shape:
+            return
         if len(shape) > MAX_BLOB_AXES:
             raise PclError(f"a blob may have at most {MAX_BLOB_AXES} axes, got shape {shape}")
         if any(d < 0 for d in shape):
@@ -61,9 +73,16 @@ class Blob:
             self._capacity = count
             self._data = SyncedMem(self._capacity, self.dtype)
             self._diff = SyncedMem(self._capacity, self.dtype)
+        self._changed()
+
+    def _changed(self):
+        """The shape or memory changed: views made before are stale, layers reshape again."""
+        _device.layout_changed()
+        self._data_view = self._diff_view = (None, None)
 
     def reshape_like(self, other):
-        self.reshape(other.shape)
+        if other._shape != self._shape:
+            self.reshape(other._shape)
 
     @property
     def shape(self):
@@ -109,6 +128,23 @@ class Blob:
     def _view(self, flat):
         return flat[:self._count].reshape(self._shape)
 
+    def _data_view_of(self, flat):
+        """The view of the data memory `flat`, the one made last time if `flat` is the same."""
+        cached = self._data_view
+        if cached[0] is flat:
+            return cached[1]
+        view = flat[:self._count].reshape(self._shape)
+        self._data_view = (flat, view)
+        return view
+
+    def _diff_view_of(self, flat):
+        cached = self._diff_view
+        if cached[0] is flat:
+            return cached[1]
+        view = flat[:self._count].reshape(self._shape)
+        self._diff_view = (flat, view)
+        return view
+
     def cpu_data(self):
         return self._view(self._data.cpu_data())
 
@@ -133,18 +169,19 @@ class Blob:
     def mutable_gpu_diff(self):
         return self._view(self._diff.mutable_gpu_data())
 
-    # Accessors for the current mode: what layer code uses.
+    # Accessors for the current mode: what layer code uses. The views they return are kept
+    # between calls: callers must not change a view's shape or strides in place.
     def read_data(self):
-        return self._view(self._data.data(_device.mode() == _device.GPU))
+        return self._data_view_of(self._data.data(_device.on_device()))
 
     def write_data(self):
-        return self._view(self._data.mutable_data(_device.mode() == _device.GPU))
+        return self._data_view_of(self._data.mutable_data(_device.on_device()))
 
     def read_diff(self):
-        return self._view(self._diff.data(_device.mode() == _device.GPU))
+        return self._diff_view_of(self._diff.data(_device.on_device()))
 
     def write_diff(self):
-        return self._view(self._diff.mutable_data(_device.mode() == _device.GPU))
+        return self._diff_view_of(self._diff.mutable_data(_device.on_device()))
 
     @property
     def data(self):
@@ -176,11 +213,15 @@ class Blob:
     def share_data(self, other):
         """Use `other`'s data memory (same element count required), as Caffe's ShareData."""
         self._check_same_count(other, "share_data")
-        self._data = other._data
+        if self._data is not other._data:
+            self._data = other._data
+            self._changed()
 
     def share_diff(self, other):
         self._check_same_count(other, "share_diff")
-        self._diff = other._diff
+        if self._diff is not other._diff:
+            self._diff = other._diff
+            self._changed()
 
     def _check_same_count(self, other, what):
         if self._count != other._count:

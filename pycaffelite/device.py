@@ -80,13 +80,32 @@ class _State:
     solver_count = 1
     solver_rank = 0
     multiprocess = False
+    layout = 0  # see layout_changed
+
+
+def layout_changed():
+    """Note that something a layer's reshape depends on has changed: a blob's shape or shared
+    memory, the mode, the device, the thread count. Layers reshape again only after this."""
+    _State.layout += 1
+
+
+def layout():
+    """The count of `layout_changed` calls: equal counts mean nothing changed in between."""
+    return _State.layout
 
 
 def mode():
     return _State.mode
 
 
+def on_device():
+    """Whether blobs are read and written on the device (GPU mode) rather than the host."""
+    return _State.mode == GPU
+
+
 def set_mode_cpu():
+    if _State.mode != CPU:
+        layout_changed()
     _State.mode = CPU
 
 
@@ -94,6 +113,8 @@ def set_mode_gpu():
     """Switch to GPU mode; a clear error if no usable GPU (or cupy) is present."""
     if _State.device is None:
         set_device(_State.device_id)
+    if _State.mode != GPU:
+        layout_changed()
     _State.mode = GPU
 
 
@@ -107,11 +128,13 @@ def set_device(device_id):
             "(pip install -e '.[gpu]') or run on the CPU (leave out --gpu)") from None
     except Exception as exc:  # cupy raises its own CUDA errors when no device exists
         raise PclError(f"GPU {device_id} cannot be used ({exc}); run on the CPU (leave out --gpu)") from None
+    layout_changed()
 
 
 def install_device(device):
     """Make `device` the GPU-mode device (tests use a numpy-backed stand-in)."""
     _State.device = device
+    layout_changed()
 
 
 def current_device():

@@ -15,6 +15,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from . import device
+
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # the environment's thread count
 _num_threads = None
 _pool = None
@@ -43,6 +45,8 @@ def set_num_threads(count):
     global _num_threads, _pool
     if count < 1:
         raise ValueError(f"thread count must be at least 1, got {count}")
+    if _num_threads is not None and _num_threads != count:
+        device.layout_changed()  # layers keep buffers per thread: they reshape again
     _num_threads = int(count)
     if _pool is not None:
         _pool.shutdown()

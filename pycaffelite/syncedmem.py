@@ -81,7 +81,16 @@ class SyncedMem:
         self.head = HEAD_AT_CPU
 
     def data(self, on_device):
-        return self.gpu_data() if on_device else self.cpu_data()
+        if on_device:
+            return self.gpu_data()
+        if self.head is HEAD_AT_CPU or self.head is SYNCED:
+            return self._cpu  # the host copy is current: no call down to _to_cpu
+        return self.cpu_data()
 
     def mutable_data(self, on_device):
-        return self.mutable_gpu_data() if on_device else self.mutable_cpu_data()
+        if on_device:
+            return self.mutable_gpu_data()
+        if self.head is not HEAD_AT_CPU:
+            self._to_cpu()
+            self.head = HEAD_AT_CPU
+        return self._cpu

@@ -404,6 +404,7 @@ class MemoryDataLayer(Layer):
 
     exact_num_bottom = 0
     exact_num_top = 2
+    reshape_every_pass = True  # the batch size follows set_input_arrays/reset
 
     def setup(self, bottom, top):
         param = self.param.memory_data_param

@@ -111,6 +111,7 @@ class ParameterLayer(Layer):
 
     exact_num_bottom = 0
     exact_num_top = 1
+    reshape_every_pass = True  # the top follows the param blob, which weights may replace
 
     def setup(self, bottom, top):
         shape = proto_shape(self.param.parameter_param.shape)

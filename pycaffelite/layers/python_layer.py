@@ -78,6 +78,7 @@ def create_python_layer(layer_param, phase=None, dtype=None):
     layer.type = "Python"
     layer.param_str = spec.param_str
     layer.is_user_code = True
+    layer.reshape_every_pass = True  # the user's reshape may follow anything, as in Caffe
     return layer
 
 

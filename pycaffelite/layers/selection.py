@@ -17,6 +17,7 @@ class FilterLayer(Layer):
     reshapes the tops to the selected rows.
     """
 
+    reshape_every_pass = True  # the tops follow the selector's values
     min_bottom = 2
     min_top = 1
 
