@@ -1,7 +1,8 @@
 """The `pcl` command: a click group whose subcommands live in pycaffelite/commands/.
 
-Each module there defines one click command named `command`; it is added to the group under its
-own name. Caffe's single-dash long flags (`-solver x`, `-gpu=0`) are accepted by rewriting them to
+Each module there defines one click command named `command`, listed under the module's name and
+imported only when that command runs or help lists it (`pcl train` does not import what the
+other commands need: tqdm, summary tables, ...). Caffe's single-dash long flags (`-solver x`, `-gpu=0`) are accepted by rewriting them to
 the double-dash form before click parses them. A PclError (user mistake) ends in one message on
 stderr and exit status 1, never a traceback; so does an exception raised in the user's own Python
 layer code, which carries a description of where it happened. That message also ends the log
@@ -26,19 +27,22 @@ def caffe_style_args(args):
     return [f"-{a}" if _SINGLE_DASH_LONG_FLAG.match(a) else a for a in args]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """The commands of pycaffelite/commands/, each module imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted(info.name for info in pkgutil.iter_modules(commands.__path__))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.list_commands(ctx):
+            return None
+        return importlib.import_module(f"{commands.__name__}.{cmd_name}").command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pycaffelite")
 def pcl():
     """Train, test and time Caffe nets described in prototxt files."""
-
-
-def _add_commands():
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        pcl.add_command(module.command)
-
-
-_add_commands()
 
 
 def main(argv=None):

@@ -14,13 +14,12 @@ explained instead of failing on a missing field.
 import dataclasses
 import os
 
-import h5py
 import numpy as np
 from google.protobuf import message as pb_message
 
 from ..blob import Blob
 from ..errors import PclError
-from ..io import hdf5_weights, protoio
+from ..io import protoio
 from ..io.atomic import hdf5_output
 from ..proto import caffe_pb2
 
@@ -138,6 +137,8 @@ def _write_hdf5(path, state):
 
 def _write_c_string(f, name, text):
     """A scalar fixed-length string of len+1 bytes, NUL-terminated (HDF5 Lite's string layout)."""
+    import h5py  # noqa: PLC0415 - h5py (86 M instructions to import) only for HDF5 states
+
     raw = text.encode("utf-8")
     string_type = h5py.h5t.C_S1.copy()
     string_type.set_size(len(raw) + 1)
@@ -148,6 +149,10 @@ def _write_c_string(f, name, text):
 
 
 def _read_hdf5(path):
+    import h5py  # noqa: PLC0415
+
+    from ..io import hdf5_weights  # noqa: PLC0415 - it imports h5py
+
     try:
         f = h5py.File(path, "r")
     except OSError as error:
