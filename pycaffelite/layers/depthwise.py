@@ -53,11 +53,12 @@ class Depthwise:
         xp = layer.xp
         bias = layer.blobs[1].read_data() if layer.bias_term else None
         if self._runs_compiled(xp):
-            kernels = self._kernels()
+            kernels, w = self._kernels(), self._weights()
             geometry = (layer.stride, layer.pad, layer.dilation)
-            bias_array = bias if bias is not None else self._weights()[:, 0, 0]
+            # (without a bias the kernel still takes an array of the weights' type; unread)
+            bias_array = bias if bias is not None else w[:, 0, 0]
             parallel.over_ranges(y.shape[0] * y.shape[1], lambda lo, hi: kernels.forward(
-                x, self._weights(), bias_array, bias is not None, *geometry, y, lo, hi))
+                x, w, bias_array, bias is not None, *geometry, y, lo, hi))
             return
         padded = self._padded(xp, x)
         y5, w5 = self._per_channel(y), self._per_channel(self._weights())
