@@ -100,11 +100,19 @@ class GlogFormatter(logging.Formatter):
 
 
 class _ProgressAwareHandler(logging.StreamHandler):
-    """Writes log lines above an active progress bar instead of through it."""
+    """Writes log lines above an active progress bar instead of through it. Made without a
+    stream, it writes to whatever sys.stderr is at the time (not the one of its creation,
+    which a caller that swapped sys.stderr for a while may have closed since)."""
 
     tqdm = None  # the tqdm class while a bar is shown
 
+    def __init__(self, stream=None):
+        super().__init__(stream)
+        self._follows_stderr = stream is None
+
     def emit(self, record):
+        if self._follows_stderr:
+            self.stream = sys.stderr
         if self.tqdm is None:
             super().emit(record)
             return
@@ -134,7 +142,7 @@ def configure_logging(stream=None, level=None, log_file=None, environ=None):
     _open_files(logger, settings, log_file, min_level)
     if _handler is not None:
         logger.removeHandler(_handler)
-    _handler = _ProgressAwareHandler(stream if stream is not None else sys.stderr)
+    _handler = _ProgressAwareHandler(stream)
     _handler.setFormatter(GlogFormatter())
     quiet_terminal = settings.writes_glog_files and not settings.alsologtostderr
     _handler.setLevel(max(min_level, logging.ERROR) if quiet_terminal else min_level)
