@@ -55,7 +55,7 @@ def parse_caffe_time(log):
 def caffe_time(binary, model, iterations, threads):
     env = dict(os.environ, GLOG_logtostderr="1", OPENBLAS_NUM_THREADS=str(threads))
     done = subprocess.run([binary, "time", "-model", model, "-iterations", str(iterations),
-                           "-phase", "TEST"], capture_output=True, text=True, env=env)
+                           "-phase", "TEST"], capture_output=True, text=True, env=env, check=False)
     if done.returncode:
         raise RuntimeError(f"caffe time failed on {model}:\n{done.stderr[-2000:]}")
     return parse_caffe_time(done.stderr)
@@ -65,7 +65,7 @@ def pcl_time(model, iterations, threads):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), PYTHONPATH=bench_infer.ROOT)
     done = subprocess.run([sys.executable, "-m", "pycaffelite.cli", "time", "--model", model,
                            "--iterations", str(iterations), "--phase", "TEST", "--json"],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=env, check=False)
     if done.returncode:
         raise RuntimeError(f"pcl time failed on {model}:\n{done.stderr[-2000:]}")
     report = json.loads(done.stdout)

@@ -102,9 +102,9 @@ def pcl_worker(model, warmup, iterations, threads):
 
 def torch_worker(model, warmup, iterations, threads):
     import torch  # noqa: PLC0415
+    from bench_train import torch_net  # noqa: PLC0415
     from google.protobuf import text_format  # noqa: PLC0415
 
-    from bench_train import torch_net  # noqa: PLC0415
     from pycaffelite.io import protoio  # noqa: PLC0415
 
     torch.set_num_threads(threads)
@@ -133,7 +133,7 @@ def run_worker(framework, model, warmup, iterations, threads):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), PYTHONPATH=ROOT)
     done = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", framework, model,
                            str(warmup), str(iterations), str(threads)],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=env, check=False)
     if done.returncode:
         if framework == "pcl":
             raise RuntimeError(f"pcl failed on {model}:\n{done.stderr[-2000:]}")
@@ -150,16 +150,18 @@ def machine_line():
 
     import numpy as np  # noqa: PLC0415
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor()) \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info
+                        if line.startswith("model name")), cpu)
     pinned = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
     return (f"{cpu}, {os.cpu_count()} CPUs, numpy {np.__version__}, Python "
             f"{platform.python_version()}; BLAS pinned by {pinned or 'nothing'}; {load_line()}")
 
 
 def load_line():
-    return "load average %.2f %.2f %.2f" % os.getloadavg()
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def _cell(value, spec=".2f"):

@@ -66,7 +66,7 @@ def main(argv=None):
                 rows.append((f"pcl train (LeNet) to iteration 0, {kind}", wall, cpu))
             rows.append(("pcl --help", *timed_until(COMMAND + ["--help"], clone)))
             rows.append(("import pycaffelite", *timed_until(["-c", "import pycaffelite"], clone)))
-        print("load average %.2f %.2f %.2f" % os.getloadavg(), flush=True)
+        print("load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     print()
     print("| what | wall s | CPU s |")
     print("| --- | --- | --- |")
