@@ -104,7 +104,7 @@ def main(argv=None):
             torch_ms = None
             if not args.no_torch:
                 torch_ms = bench_infer.median_or_none(
-                    bench_infer.run_worker("torch", model, 3, args.iterations, args.threads))
+                    bench_infer.run_worker("torch", model, 10, args.iterations, args.threads))
             rows.append((name, pcl, torch_ms, caffe))
             details.append((name, pcl, caffe))
             print(f"  {name}: pcl {pcl['forward_ms']:.2f} ms, Caffe {caffe['forward_ms']:.2f} ms "

@@ -13,7 +13,7 @@ average forward pass (see bench_caffe.py, which also shows the backward passes).
 PyTorch is not a dependency: `pip install torch==2.13.0` for its column. 2 threads each
 (`--threads`). Never used for assertions: timings depend on the machine and its load.
 
-Usage: python bench/bench_infer.py [--nets lenet,googlenet,...] [--iterations 30] [--warmup 3]
+Usage: python bench/bench_infer.py [--nets lenet,googlenet,...] [--iterations 30] [--warmup 10]
 """
 import argparse
 import json
@@ -172,7 +172,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", default=",".join(NETS))
     parser.add_argument("--iterations", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
+    # PyTorch's first passes of a net are slow (its kernels are chosen and made for the shapes)
+    parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--caffe", default=shutil.which("caffe"), help="the caffe binary")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
