@@ -5,8 +5,10 @@ else the CPUs this process may run on; `set_num_threads` changes it. pycaffelite
 in these threads only (the compiled kernels are serial and release the GIL; no OpenMP runtime,
 whose idle threads spin and would compete with these); data prefetching has a thread of its own.
 
-`run_parallel(tasks)` runs callables at once, one per thread (the caller runs the first). Inside
-a task the products run in that task's thread alone (`in_task()`), so the threads never
+`run_parallel(tasks)` runs callables at once, each on a thread of its own (the caller runs the
+first, worker thread k the k-th of the others): the tasks of one call never share a thread, so
+a task may keep results in buffers of its thread (a convolution's runs of chunks do). Inside a
+task the products run in that task's thread alone (`in_task()`), so the threads never
 oversubscribe the CPUs. The heavy parts of a task (numpy copies, compiled kernels) release the
 GIL; the Python between them does not, so tasks should be coarse: a run of a layer's chunks.
 """
@@ -19,7 +21,7 @@ from . import device
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # the environment's thread count
 _num_threads = None
-_pool = None
+_workers = []  # single-thread executors: the k-th of them runs the k-th task after the first
 _task = threading.local()
 
 
@@ -42,15 +44,15 @@ def num_threads():
 
 def set_num_threads(count):
     """Use `count` threads (>= 1) from now on."""
-    global _num_threads, _pool
+    global _num_threads
     if count < 1:
         raise ValueError(f"thread count must be at least 1, got {count}")
     if _num_threads is not None and _num_threads != count:
         device.layout_changed()  # layers keep buffers per thread: they reshape again
     _num_threads = int(count)
-    if _pool is not None:
-        _pool.shutdown()
-        _pool = None
+    for worker in _workers:
+        worker.shutdown()
+    _workers.clear()
 
 
 def in_task():
@@ -83,14 +85,16 @@ def over_ranges(total, work, unit=1):
 
 
 def run_parallel(tasks):
-    """Run the callables side by side (the caller runs the first); their results, in order.
-    An exception in any task is raised here once all have ended."""
-    global _pool
+    """Run the callables side by side, each on a thread of its own (the caller runs the first);
+    their results, in order. At most `num_threads()` tasks. An exception in any task is raised
+    here once all have ended."""
     if len(tasks) <= 1 or in_task():
         return [task() for task in tasks]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max(1, num_threads() - 1), thread_name_prefix="pcl-worker")
-    futures = [_pool.submit(_run_task, task) for task in tasks[1:]]
+    if len(tasks) > num_threads():
+        raise ValueError(f"{len(tasks)} tasks for {num_threads()} threads")
+    while len(_workers) < len(tasks) - 1:
+        _workers.append(ThreadPoolExecutor(1, thread_name_prefix=f"pcl-worker-{len(_workers)}"))
+    futures = [worker.submit(_run_task, task) for worker, task in zip(_workers, tasks[1:])]
     try:
         first = _run_task(tasks[0])
     finally:

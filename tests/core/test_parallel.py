@@ -33,10 +33,26 @@ def test_tasks_run_in_separate_threads_and_keep_order(two_threads):
         seen.append((threading.get_ident(), parallel.in_task()))
         return value * 10
 
-    assert parallel.run_parallel([lambda v=v: task(v) for v in range(3)]) == [0, 10, 20]
+    assert parallel.run_parallel([lambda v=v: task(v) for v in range(2)]) == [0, 10]
     assert all(inside for _, inside in seen)
     assert len({ident for ident, _ in seen}) == 2   # the caller and one worker
     assert not parallel.in_task()
+    with pytest.raises(ValueError, match="3 tasks for 2 threads"):
+        parallel.run_parallel([lambda: 0] * 3)
+
+
+def test_the_tasks_of_a_call_never_share_a_thread():
+    """With idle workers and quick tasks, a shared pool could hand two tasks of one call to one
+    worker in turn, and a layer keeping a task's result in its thread's buffer would lose one
+    (a convolution's weight gradient was wrong with 3 or more threads so)."""
+    before = parallel.num_threads()
+    parallel.set_num_threads(4)
+    try:
+        for _ in range(200):
+            idents = parallel.run_parallel([threading.get_ident] * 4)
+            assert len(set(idents)) == 4
+    finally:
+        parallel.set_num_threads(before)
 
 
 def test_a_failing_task_raises_after_all_ended(two_threads):

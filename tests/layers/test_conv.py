@@ -212,13 +212,13 @@ def test_convolution_gradient_two_bottoms():
     ("num_output: 4 group: 2 kernel_size: 3 pad: 1", True),               # ... flipped kernel
     ("num_output: 4 kernel_size: 1", False),                              # 1x1
 ])
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 4])
 @pytest.mark.parametrize("images_per_chunk", [1, 2])
 @pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
 def test_chunking_gives_the_same_results(monkeypatch, params, images_inner, images_per_chunk, kind,
                                          threads):
     """Small column budgets split the batch of 5 into chunks of 1, or of 2, 2 and 1 images; with
-    2 threads the chunks run in two runs side by side, each on buffers of its own."""
+    2 or 4 threads the chunks run in runs side by side, each on buffers of its own."""
     def run():
         device.set_random_seed(3)
         layer = conv_layer(params, kind=kind)
