@@ -144,8 +144,9 @@ def test_row_sums():
 
 
 def test_products_inside_parallel_tasks_agree(threads):
-    """Products run side by side in run_parallel's tasks (each in its own thread, serially)."""
-    pairs = [(normal(40, 300), normal(300, 200)) for _ in range(3)]
+    """Products run side by side in run_parallel's tasks, one per thread (each task's products
+    serially in its own thread)."""
+    pairs = [(normal(40, 300), normal(300, 200)) for _ in range(threads)]
     outs = [np.empty((40, 200), np.float32) for _ in pairs]
     tasks = [lambda a=a, b=b, out=out: gemm.matmul(a, b, out) for (a, b), out in zip(pairs, outs)]
     parallel.run_parallel(tasks)
