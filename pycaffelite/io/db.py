@@ -121,6 +121,19 @@ def iterate(path, backend):
     return _backend_module(backend).iterate(path)
 
 
+class RecordCursor:
+    """What the backends' record readers share: a subclass gives `peek()` (the current
+    (key, value)) and `next()` (it, and a step forward, wrapping around at the end)."""
+
+    def skip(self, n):
+        for _ in range(n):
+            self.next()
+
+    def position(self):
+        """The key of the current record (the next `next()` returns it)."""
+        return self.peek()[0]
+
+
 class SharedHandles:
     """Open handles of one backend shared within the process, counted by users: a train and a
     test net reading one database share one handle, closed when its last user gives it back."""

@@ -12,7 +12,7 @@ import plyvel
 
 from ..errors import PclError
 from . import atomic
-from .db import SharedHandles
+from .db import RecordCursor, SharedHandles
 
 # Caffe's db_leveldb.cpp opens databases with these (LevelDB's default bytewise key order and
 # Snappy compression otherwise).
@@ -50,7 +50,7 @@ def _text(exc):
 _databases = SharedHandles(_open, lambda database: database.close())
 
 
-class RecordReader:
+class RecordReader(RecordCursor):
     """Endless (key, value) stream over a LevelDB in key order, starting over after the last
     record. Keys and values are bytes. Each reader belongs to one thread."""
 
@@ -99,14 +99,6 @@ class RecordReader:
         if self._item is None:
             self._start()
         return item
-
-    def skip(self, n):
-        for _ in range(n):
-            self.next()
-
-    def position(self):
-        """The key of the current record (the next `next()` returns it)."""
-        return self.peek()[0]
 
     def seek(self, key):
         """Make the record `key` the current one; False (and the first record current) if there is

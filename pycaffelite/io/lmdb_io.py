@@ -13,7 +13,7 @@ import lmdb
 
 from ..errors import PclError
 from . import atomic, lmdb_check
-from .db import SharedHandles
+from .db import RecordCursor, SharedHandles
 
 _INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; doubled whenever a transaction does not fit
 
@@ -36,7 +36,7 @@ def _damaged(path, exc):
 _environments = SharedHandles(_open, lambda env: env.close())
 
 
-class RecordReader:
+class RecordReader(RecordCursor):
     """Endless (key, value) stream over an LMDB in key order, starting over after the last record.
 
     Not thread-safe: each reader belongs to one thread (the prefetch thread of a data layer).
@@ -82,14 +82,6 @@ class RecordReader:
         except lmdb.Error as exc:
             raise _damaged(self.path, exc) from None
         return item
-
-    def skip(self, n):
-        for _ in range(n):
-            self.next()
-
-    def position(self):
-        """The key of the current record (the next `next()` returns it)."""
-        return self.peek()[0]
 
     def seek(self, key):
         """Make the record `key` the current one; False (and the first record current) if there is
