@@ -76,8 +76,10 @@ def matmul(a, b, out, accumulate=False):
         if not accumulate:
             out[...] = 0
         return out
-    if a.ndim == b.ndim == out.ndim == 2:
-        _run_threaded(a[None], b[None], out[None], accumulate)
+    if parallel.in_task() or parallel.num_threads() == 1 or out.size * depth < _THREADING_THRESHOLD:
+        _check_leading_axes(a, batch)
+        _check_leading_axes(b, batch)
+        _run_blas(a, b, out, accumulate)  # one thread: numpy broadcasts and loops itself
         return out
     a, b = _broadcast(a, batch), _broadcast(b, batch)
     for a3, b3, c3 in _as_batches(a, b, out):
@@ -178,10 +180,19 @@ def _device_matmul(a, b, out):
 
 def _runs_here(a, b, out):
     """Whether the product runs pcl's way (float32 numpy arrays of non-negative strides)."""
-    arrays = (a, b, out)
-    return (all(isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim >= 2
-                for x in arrays)
-            and all(s >= 0 for x in arrays for s in x.strides))
+    for x in (a, b, out):  # (a loop: this runs before every product, generators cost)
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim < 2 \
+                or min(x.strides) < 0:
+            return False
+    return True
+
+
+def _check_leading_axes(x, batch):
+    """An error unless x's leading axes broadcast to `batch` (checked without making a view)."""
+    lead = x.shape[:-2]
+    if lead != batch and (len(lead) > len(batch) or any(
+            n not in (1, m) for n, m in zip(reversed(lead), reversed(batch)))):
+        raise ValueError(f"matmul: leading axes {lead} do not broadcast to {batch}")
 
 
 def _broadcast(x, batch):
@@ -245,10 +256,11 @@ def _split(a, b, c, parts):
 
 
 def _run_blas(a, b, c, accumulate):
-    """c[t] (+)= a[t] @ b[t] in the calling thread, by numpy's BLAS held to one thread; a sum
-    goes through the thread's scratch matrix (numpy cannot add into its output)."""
+    """c (+)= a @ b in the calling thread, by numpy's BLAS held to one thread, with numpy's
+    stacking rules; where c's first axis has stride 0, c[0] += the sum of a[t] @ b[t]. A sum goes
+    through the thread's scratch matrix (numpy cannot add into its output)."""
     _hold_blas_to_one_thread()
-    if c.strides[0] != 0:  # one call for the whole batch (numpy loops over it)
+    if c.ndim == 2 or c.strides[0] != 0:  # one call for the whole batch (numpy loops over it)
         if accumulate:
             scratch = _scratch_matrix(c.shape)
             np.matmul(a, b, out=scratch)
