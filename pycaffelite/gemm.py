@@ -118,7 +118,8 @@ def image_matmul(weights, images, geometry, out, accumulate=False):
     sgemm = _sgemm_module()
     out_w = _check_image_product(images, geometry, weights.shape[1], out.shape[2])
     full_geometry = tuple(geometry) + (out_w,)
-    a = np.broadcast_to(weights, (images.shape[0],) + weights.shape)
+    items = images.shape[0]
+    a = weights[None] if items == 1 else np.broadcast_to(weights, (items,) + weights.shape)
 
     def run(lo, hi):
         _run_kernel(a[lo:hi], images[lo:hi], out[lo:hi], accumulate, sgemm.IMAGE_COLUMNS,

@@ -44,6 +44,17 @@ from .im2col import col2im, conv_output_size, deconv_output_size, im2col, interi
 # Elements of one chunk's column buffer (4 MB of float32): small enough to stay in cache between
 # im2col and the GEMM that reads it, which measured faster than whole-batch columns.
 COLUMN_BUDGET = 1 << 20
+# A batch of one image keeps its images innermost only above this many output values per plane
+# (see `_configure`).
+SINGLE_IMAGE_INNER_PLANE = 32 * 32
+
+
+def _move_axis(x, source, destination):
+    """x with axis `source` moved to `destination` (numpy's moveaxis without its argument
+    checks, which cost more than the product of a batch-1 layer's chunk)."""
+    order = list(range(x.ndim))
+    order.insert(destination % x.ndim, order.pop(source % x.ndim))
+    return x.transpose(order)
 
 
 def _per_axis(layer, p, name, num_spatial, default):
@@ -207,9 +218,15 @@ class _ConvolutionBase(Layer):
         # makes im2col/col2im several times faster, but the side and the image then need
         # transposing copies to and from the blobs. So: innermost where every stride is 1 (else
         # the runs are single values) and the column has at least 3x the side's rows (measured
-        # break-even of the faster im2col/col2im against the transposes); else outermost.
+        # break-even of the faster im2col/col2im against the transposes); else outermost. A
+        # batch of one image gains no longer runs from it: there the image product reading the
+        # padded image (`_implicit`) wins unless the output plane is large (batch-1 forward, one
+        # thread: ResNet-50's 3x3 layers at 14x14 3.7 -> 2.8 ms, GoogLeNet's at 7x7 1.5-2.0 ->
+        # 0.7-1.0 ms, LeNet's conv2 138 -> 81 us; at 28x28 even, at 56x56 innermost wins by
+        # 10-30%).
         self.images_inner = (all(s == 1 for s in self.stride)
-                             and self.kernel_dim * self.group >= 3 * self.co)
+                             and self.kernel_dim * self.group >= 3 * self.co
+                             and (self.num > 1 or self.o_count > SINGLE_IMAGE_INNER_PLANE))
         self._column_geometry()
         col_per_image = self.col_rows * self.group * self.col_count
         # On the CPU the chunks run in one run per thread (`_run_chunks`): their number is
@@ -357,7 +374,7 @@ class _ConvolutionBase(Layer):
         if name == "pad_in" and buffers["zero_border_images"] != n:
             physical[...] = 0
             buffers["zero_border_images"] = n
-        return physical if self.images_inner else self.xp.moveaxis(physical, 1, -1)
+        return physical if self.images_inner else _move_axis(physical, 1, -1)
 
     def _column_buffer(self, n):
         """The column buffer for n images: its logical (Ci, *K', *O', n) view (K', O' from
@@ -367,7 +384,7 @@ class _ConvolutionBase(Layer):
         if self.images_inner:
             return flat.reshape((self.ci,) + self.col_kernel + self.col_shape + (n,)), matrix
         logical = flat.reshape((self.ci,) + self.col_kernel + (n,) + self.col_shape)
-        return self.xp.moveaxis(logical, 1 + self.num_spatial, -1), matrix
+        return _move_axis(logical, 1 + self.num_spatial, -1), matrix
 
     def _side_chunk(self, array):
         """The side buffer's (Co, P, n) array (images innermost) as a (n, Co, P) view."""
@@ -388,7 +405,7 @@ class _ConvolutionBase(Layer):
             for i in range(chunk.shape[0]):
                 target[..., i] = chunk[i]
         else:
-            target[...] = self.xp.moveaxis(chunk, 0, -1)
+            target[...] = _move_axis(chunk, 0, -1)
 
     def _columns(self, image, n0, n):
         """im2col of images n0..n0+n of `image` (N, Ci, *S), as the column buffer's matrix."""
@@ -406,7 +423,7 @@ class _ConvolutionBase(Layer):
         outermost) a view of `image` itself."""
         padded = self._padded("pad_in", n)
         if padded is None:
-            return self.xp.moveaxis(image[n0:n0 + n], 0, -1)
+            return _move_axis(image[n0:n0 + n], 0, -1)
         self._to_logical(interior(padded, self.pad), image[n0:n0 + n])
         return padded
 
@@ -418,7 +435,7 @@ class _ConvolutionBase(Layer):
 
     def _image_groups(self, image, n0, n):
         """The padded images n0..n0+n as (n, Ci, Hp, Wp), one view per group of channels."""
-        source = self.xp.moveaxis(self._image_source(image, n0, n), -1, 0)
+        source = _move_axis(self._image_source(image, n0, n), -1, 0)
         cig = self.ci // self.group
         return [source[:, g * cig:(g + 1) * cig] for g in range(self.group)]
 
@@ -428,7 +445,7 @@ class _ConvolutionBase(Layer):
     def _add_columns_to_image(self, column, image, n0, n, add_bias):
         """Overwrite images n0..n0+n of `image` (N, Ci, *S) with col2im of the logical `column`
         (+ bias if asked)."""
-        target = self.xp.moveaxis(image[n0:n0 + n], 0, -1)
+        target = _move_axis(image[n0:n0 + n], 0, -1)
         padded = self._padded("pad_out", n)
         geometry = (self.col_kernel, self.col_stride, self.col_dilation)
         if padded is None:
@@ -437,7 +454,7 @@ class _ConvolutionBase(Layer):
                 target += self._bias(target.ndim)
             return
         col2im(column, *geometry, padded)
-        source = self.xp.moveaxis(interior(padded, self.pad), -1, 0)
+        source = _move_axis(interior(padded, self.pad), -1, 0)
         if add_bias:
             self.xp.add(source, self._bias(source.ndim - 1), out=image[n0:n0 + n])
         else:
@@ -785,16 +802,16 @@ class Im2colLayer(Layer):
             return None
         shape = (self.channels, self.num) + tuple(s + 2 * q for s, q in zip(self.in_shape, self.pad))
         buffer = self._pad_buffers.get(self.xp, name, shape, self.dtype, fill=0)
-        return self.xp.moveaxis(buffer, 1, -1)
+        return _move_axis(buffer, 1, -1)
 
     def _image(self, array):
         """A bottom array as the logical (C, *S, N) image."""
-        return self.xp.moveaxis(array.reshape((self.num, self.channels) + self.in_shape), 0, -1)
+        return _move_axis(array.reshape((self.num, self.channels) + self.in_shape), 0, -1)
 
     def _columns(self, array):
         """A top array as the logical (C, *K, *O, N) column."""
         view = array.reshape((self.num, self.channels) + self.kernel + self.out_shape)
-        return self.xp.moveaxis(view, 0, -1)
+        return _move_axis(view, 0, -1)
 
     def forward(self, bottom, top):
         x = self._image(bottom[0].read_data())

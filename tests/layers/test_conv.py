@@ -176,16 +176,16 @@ def test_convolution_several_bottoms_share_weights():
 @pytest.mark.parametrize("params,shape,shifts,flipped", [
     ("num_output: 3 kernel_size: 3", (2, 3, 5, 4), 3, False),  # flipping would cost more
     ("num_output: 3 kernel_size: 3 pad: 1", (2, 3, 5, 4), 3, True),
-    ("num_output: 2 kernel_size: 3 pad: 1", (1, 4, 4, 3), 3, True),
+    ("num_output: 2 kernel_size: 3 pad: 1", (2, 4, 4, 3), 3, True),
     ("num_output: 4 group: 2 kernel_size: 3 pad: 1 stride: 2", (1, 4, 5, 5), 1, False),
     ("num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 2 stride_h: 2 stride_w: 1", (1, 2, 5, 4), 1,
      False),
     ("num_output: 2 kernel_size: 2 dilation: 2 pad: 1", (2, 2, 5, 5), 2, True),
-    ("num_output: 2 kernel_size: 2 pad: 2", (1, 3, 3, 4), 2, False),  # pad beyond the kernel
-    ("num_output: 6 group: 3 kernel_h: 2 kernel_w: 3 pad_h: 1 pad_w: 0", (1, 3, 4, 5), 2, False),
+    ("num_output: 2 kernel_size: 2 pad: 2", (2, 2, 3, 4), 2, False),  # pad beyond the kernel
+    ("num_output: 6 group: 3 kernel_h: 2 kernel_w: 3 pad_h: 1 pad_w: 0", (2, 3, 4, 5), 2, False),
     ("num_output: 2 bias_term: false kernel_size: 2 pad: 1 stride: 2", (1, 2, 3, 4, 3), 1, False),
     ("num_output: 2 kernel_size: 2 kernel_size: 3 kernel_size: 2 pad: 1 dilation: 2 dilation: 1 "
-     "dilation: 1", (1, 2, 4, 3, 3), 2, True),
+     "dilation: 1", (2, 2, 3, 3, 2), 2, True),
     ("num_output: 2 kernel_size: 3 pad: 1 group: 2", (2, 2, 6), 3, True),
     ("num_output: 4 kernel_size: 1 group: 2", (2, 4, 3, 3), 1, False),
     ("num_output: 2 kernel_size: 2 axis: 2", (2, 1, 2, 3, 3), 2, False),
@@ -424,15 +424,35 @@ def test_deconvolution_forward_hand_computed():
     ("num_output: 2 bias_term: false kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 dilation: 2",
      (1, 2, 3, 2), 1, False),
     ("num_output: 2 kernel_size: 2 stride: 2", (1, 2, 2, 2, 2), 1, False),
-    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (1, 2, 3, 3), 3, False),
-    ("num_output: 3 kernel_size: 3 pad: 1", (1, 2, 3, 3), 3, True),
-    ("num_output: 4 group: 2 kernel_size: 2 pad: 1", (1, 2, 3, 3), 2, True),
+    ("num_output: 3 kernel_size: 3 pad: 1 dilation: 2", (2, 2, 3, 3), 3, False),
+    ("num_output: 3 kernel_size: 3 pad: 1", (2, 2, 3, 3), 3, True),
+    ("num_output: 4 group: 2 kernel_size: 2 pad: 1", (2, 2, 3, 3), 2, True),
     ("num_output: 3 kernel_size: 1", (2, 2, 2, 3), 1, False),
 ])
 def test_deconvolution_gradient(params, shape, shifts, flipped):
     layer = conv_layer(params, kind="Deconvolution")
     GradientChecker(1e-2, 1e-3).check_gradient_exhaustive(layer, [gaussian_blob(shape)], empty_tops(1))
     assert (layer.shifts, layer._flipped is not None) == (shifts, flipped)
+
+
+@pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
+@pytest.mark.parametrize("params,shape", [
+    ("num_output: 3 kernel_size: 3 pad: 1", (1, 2, 3, 3)),
+    ("num_output: 6 group: 3 kernel_h: 2 kernel_w: 3 pad_h: 1 pad_w: 0", (1, 3, 4, 5)),
+])
+def test_a_single_image_runs_images_outermost(params, shape, kind):
+    """With one image (a deploy net's batch) and a small plane the images stay outermost (the
+    image product reads the padded image); the layers the test above sends innermost at batch
+    2 check their gradients so too."""
+    layer = conv_layer(params, kind=kind)
+    GradientChecker(1e-2, 1e-3).check_gradient_exhaustive(layer, [gaussian_blob(shape)], empty_tops(1))
+    assert not layer.images_inner and layer.shifts == 1
+
+
+def test_a_single_image_with_a_large_plane_keeps_images_innermost():
+    layer = conv_layer("num_output: 2 kernel_size: 3 pad: 1")
+    setup(layer, (1, 4, 40, 40))  # 1600 output values per plane
+    assert layer.images_inner and layer.shifts == 3
 
 
 def test_deconvolution_is_the_adjoint_of_convolution(any_mode):
