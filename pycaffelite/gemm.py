@@ -317,8 +317,11 @@ def _run_kernel(a, b, c, accumulate, b_kind, geometry):
             np.empty(max(n, 0 if buffers is None else len(x)), np.float32)
             for n, x in zip(sizes, buffers or ((),) * 3))
     shape = (items, rows, depth, c.shape[2])
+    a_packed, b_packed, tile = buffers
+    a_packed_in = a_packed.reshape(1, 1, -1)
+    a_packed_in.flags.writeable = False
     sgemm.sgemm_image(a, _steps(a), b, _steps(b), b_kind, geometry, c, _steps(c), shape,
-                      accumulate, *buffers)
+                      accumulate, a_packed, a_packed_in, b_packed, tile.reshape(1, 1, -1))
 
 
 def _steps(x):
