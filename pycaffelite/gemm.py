@@ -310,18 +310,26 @@ def _run_kernel(a, b, c, accumulate, b_kind, geometry):
     (b an image batch for b_kind IMAGE_COLUMNS / IMAGE_ROWS)."""
     sgemm = _sgemm_module()
     items, rows, depth = a.shape
-    sizes = sgemm.scratch_sizes(rows, depth)
-    buffers = getattr(_scratch, "buffers", None)
-    if buffers is None or any(len(x) < n for x, n in zip(buffers, sizes)):
-        buffers = _scratch.buffers = tuple(
-            np.empty(max(n, 0 if buffers is None else len(x)), np.float32)
-            for n, x in zip(sizes, buffers or ((),) * 3))
+    a_size, b_size, tile_size = sgemm.scratch_sizes(rows, depth)
+    buffers = getattr(_scratch, "kernel_buffers", None)
+    if buffers is None or buffers[0].size < a_size or buffers[2].size < b_size:
+        buffers = _scratch.kernel_buffers = _kernel_buffers(
+            max(a_size, 0 if buffers is None else buffers[0].size),
+            max(b_size, 0 if buffers is None else buffers[2].size), tile_size)
     shape = (items, rows, depth, c.shape[2])
-    a_packed, b_packed, tile = buffers
+    sgemm.sgemm_image(a, _steps(a), b, _steps(b), b_kind, geometry, c, _steps(c), shape,
+                      accumulate, *buffers)
+
+
+def _kernel_buffers(a_size, b_size, tile_size):
+    """The image kernel's scratch (see `sgemm_image`): packed a, flat and as a read-only
+    (1, 1, size) view; packed b; the edge tile as (1, 1, size). Kept per thread, views included
+    (made once, not per call)."""
+    a_packed = np.empty(a_size, np.float32)
     a_packed_in = a_packed.reshape(1, 1, -1)
     a_packed_in.flags.writeable = False
-    sgemm.sgemm_image(a, _steps(a), b, _steps(b), b_kind, geometry, c, _steps(c), shape,
-                      accumulate, a_packed, a_packed_in, b_packed, tile.reshape(1, 1, -1))
+    return (a_packed, a_packed_in, np.empty(b_size, np.float32),
+            np.empty((1, 1, tile_size), np.float32))
 
 
 def _steps(x):
