@@ -19,6 +19,7 @@ from .errors import PclError
 from .syncedmem import SyncedMem
 
 MAX_BLOB_AXES = 32
+_DATA, _DIFF = 0, 1  # the slots of Blob._last_views
 
 
 class BlobCount(int):
@@ -45,7 +46,7 @@ class Blob:
         self._capacity = -1
         self._data = None
         self._diff = None
-        self._data_view = self._diff_view = (None, None)  # (flat memory, view of it)
+        self._last_views = [(None, None), (None, None)]  # data's, diff's: (flat memory, its view)
         self.reshape(shape)
 
     # -- shape -----------------------------------------------------------------------------
@@ -78,7 +79,7 @@ class Blob:
     def _changed(self):
         """The shape or memory changed: views made before are stale, layers reshape again."""
         _device.layout_changed()
-        self._data_view = self._diff_view = (None, None)
+        self._last_views = [(None, None), (None, None)]
 
     def reshape_like(self, other):
         if other._shape != self._shape:
@@ -128,21 +129,14 @@ class Blob:
     def _view(self, flat):
         return flat[:self._count].reshape(self._shape)
 
-    def _data_view_of(self, flat):
-        """The view of the data memory `flat`, the one made last time if `flat` is the same."""
-        cached = self._data_view
-        if cached[0] is flat:
-            return cached[1]
-        view = flat[:self._count].reshape(self._shape)
-        self._data_view = (flat, view)
-        return view
-
-    def _diff_view_of(self, flat):
-        cached = self._diff_view
-        if cached[0] is flat:
-            return cached[1]
-        view = flat[:self._count].reshape(self._shape)
-        self._diff_view = (flat, view)
+    def _kept_view(self, slot, flat):
+        """The view of memory `flat` (slot _DATA or _DIFF), the one made last time if `flat` is
+        the same."""
+        last = self._last_views[slot]
+        if last[0] is flat:
+            return last[1]
+        view = self._view(flat)
+        self._last_views[slot] = (flat, view)
         return view
 
     def cpu_data(self):
@@ -172,16 +166,16 @@ class Blob:
     # Accessors for the current mode: what layer code uses. The views they return are kept
     # between calls: callers must not change a view's shape or strides in place.
     def read_data(self):
-        return self._data_view_of(self._data.data(_device.on_device()))
+        return self._kept_view(_DATA, self._data.data(_device.on_device()))
 
     def write_data(self):
-        return self._data_view_of(self._data.mutable_data(_device.on_device()))
+        return self._kept_view(_DATA, self._data.mutable_data(_device.on_device()))
 
     def read_diff(self):
-        return self._diff_view_of(self._diff.data(_device.on_device()))
+        return self._kept_view(_DIFF, self._diff.data(_device.on_device()))
 
     def write_diff(self):
-        return self._diff_view_of(self._diff.mutable_data(_device.on_device()))
+        return self._kept_view(_DIFF, self._diff.mutable_data(_device.on_device()))
 
     @property
     def data(self):
