@@ -39,12 +39,19 @@ BLOCK = 512
 
 
 @njit(inline="always", **_COMPILE)
-def _phase_geometry(height, width, kernel_h, kernel_w, stride, pad, dilation, out_h, out_w):
-    """(rows R, columns Q) of each phase: room for every tap's shifted run of OH Q values."""
+def _scratch(image, side, kernel_h, kernel_w, stride, pad, dilation):
+    """A plane's work arrays for images (N, C, H, W) and outputs `side` (N, M, OH, OW): the
+    phases of a padded plane in the images' type, as (sh, sw, R, Q) and flattened per phase
+    (R and Q leave room for every tap's shifted run of OH Q values); Q; and a wide output plane
+    of OH Q values in the outputs' type."""
     sh, sw = stride
+    height, width = image.shape[2], image.shape[3]
+    out_h, out_w = side.shape[2], side.shape[3]
     rows = max(-(-(height + 2 * pad[0]) // sh), out_h + ((kernel_h - 1) * dilation[0]) // sh + 1)
     columns = max(-(-(width + 2 * pad[1]) // sw), out_w + ((kernel_w - 1) * dilation[1]) // sw)
-    return rows, columns
+    phases = np.empty((sh, sw, rows, columns), image.dtype)
+    wide = np.empty(out_h * columns, side.dtype)
+    return phases, phases.reshape(sh, sw, rows * columns), columns, wide
 
 
 @njit(inline="always", **_COMPILE)
@@ -95,16 +102,11 @@ def _tap(i, j, stride, dilation, columns):
 def forward(x, w, bias, has_bias, stride, pad, dilation, y, first, stop):
     """y (N, M, OH, OW) planes n M + m in [first, stop) from x (N, C, H, W), w (M, KH, KW) and
     bias (M,) (used where has_bias)."""
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    outputs, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
+    channels, outputs, out_h, out_w = x.shape[1], y.shape[1], y.shape[2], y.shape[3]
     kernel_h, kernel_w = w.shape[1], w.shape[2]
     mult = outputs // channels
-    rows, columns = _phase_geometry(height, width, kernel_h, kernel_w, stride, pad, dilation,
-                                    out_h, out_w)
-    phases = np.empty((stride[0], stride[1], rows, columns), x.dtype)
-    flat = phases.reshape(stride[0], stride[1], rows * columns)
-    run = out_h * columns
-    wide = np.empty(run, y.dtype)
+    phases, flat, columns, wide = _scratch(x, y, kernel_h, kernel_w, stride, pad, dilation)
+    run = wide.size
     split = -1  # the input plane n C + c in the phases
     for plane in range(first, stop):
         n, m = plane // outputs, plane % outputs
@@ -140,16 +142,11 @@ def _widen(plane, columns, wide):
 def backward_data(dy, w, stride, pad, dilation, dx, first, stop):
     """dx (N, C, H, W) planes n C + c in [first, stop) = the adjoint of `forward` applied to
     dy (N, M, OH, OW): each output's diff times its weights, added at the inputs it read."""
-    channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
-    outputs, out_h, out_w = dy.shape[1], dy.shape[2], dy.shape[3]
+    channels, outputs = dx.shape[1], dy.shape[1]
     kernel_h, kernel_w = w.shape[1], w.shape[2]
     mult = outputs // channels
-    rows, columns = _phase_geometry(height, width, kernel_h, kernel_w, stride, pad, dilation,
-                                    out_h, out_w)
-    phases = np.empty((stride[0], stride[1], rows, columns), dx.dtype)
-    flat = phases.reshape(stride[0], stride[1], rows * columns)
-    run = out_h * columns
-    wide = np.empty(run, dy.dtype)
+    phases, flat, columns, wide = _scratch(dx, dy, kernel_h, kernel_w, stride, pad, dilation)
+    run = wide.size
     for plane in range(first, stop):
         n, c = plane // channels, plane % channels
         phases[...] = 0
@@ -171,16 +168,11 @@ def backward_data(dy, w, stride, pad, dilation, dx, first, stop):
 def backward_weight(dy, x, stride, pad, dilation, dw, first, stop):
     """dw (M, KH, KW) += sum over images and outputs of dy (N, M, OH, OW) times the inputs x
     (N, C, H, W) each weight met, for output channels m in [first, stop)."""
-    images, channels, height, width = x.shape
-    outputs, out_h, out_w = dy.shape[1], dy.shape[2], dy.shape[3]
+    images, channels, outputs = x.shape[0], x.shape[1], dy.shape[1]
     kernel_h, kernel_w = dw.shape[1], dw.shape[2]
     mult = outputs // channels
-    rows, columns = _phase_geometry(height, width, kernel_h, kernel_w, stride, pad, dilation,
-                                    out_h, out_w)
-    phases = np.empty((stride[0], stride[1], rows, columns), x.dtype)
-    flat = phases.reshape(stride[0], stride[1], rows * columns)
-    run = out_h * columns
-    wide = np.empty(run, dy.dtype)
+    phases, flat, columns, wide = _scratch(x, dy, kernel_h, kernel_w, stride, pad, dilation)
+    run = wide.size
     for m in range(first, stop):
         c = m // mult
         for n in range(images):
