@@ -76,7 +76,7 @@ def matmul(a, b, out, accumulate=False):
         if not accumulate:
             out[...] = 0
         return out
-    if parallel.in_task() or parallel.num_threads() == 1 or out.size * depth < _THREADING_THRESHOLD:
+    if _in_one_thread(out.size * depth):
         _check_leading_axes(a, batch)
         _check_leading_axes(b, batch)
         _run_blas(a, b, out, accumulate)  # one thread: numpy broadcasts and loops itself
@@ -236,13 +236,18 @@ def _run_threaded(a, b, c, accumulate):
     Large products (_THREADING_THRESHOLD) outside a `parallel` task run in parts side by side:
     by batch items where there are enough, else by columns, else by rows."""
     items, rows, depth = a.shape
-    columns = b.shape[2]
-    parts = 1 if parallel.in_task() else parallel.num_threads()
-    if parts == 1 or items * rows * depth * columns < _THREADING_THRESHOLD:
+    if _in_one_thread(items * rows * depth * b.shape[2]):
         _run_blas(a, b, c, accumulate)
         return
     parallel.run_parallel([functools.partial(_run_blas, *part, accumulate)
-                           for part in _split(a, b, c, parts)])
+                           for part in _split(a, b, c, parallel.num_threads())])
+
+
+def _in_one_thread(multiply_adds):
+    """Whether a product runs in the calling thread alone: inside a task, with one thread, or
+    too small to hand parts to other threads."""
+    return (parallel.in_task() or parallel.num_threads() == 1
+            or multiply_adds < _THREADING_THRESHOLD)
 
 
 def _split(a, b, c, parts):
