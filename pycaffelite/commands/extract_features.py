@@ -106,10 +106,7 @@ class HDF5Features:
     def add(self, blob):
         values = np.asarray(blob.cpu_data(), dtype=np.float32)
         values = values.reshape((1,) + values.shape) if values.ndim == 0 else values
-        # HDF5 crashes the process at exit after a write it could not finish: a full disk is
-        # caught before writing (with a margin for HDF5's own records).
-        free = atomic.free_bytes(os.path.dirname(os.path.abspath(self.path)))
-        if free is not None and free < 2 * values.nbytes + (1 << 20):
+        if atomic.lacks_room(self.path, values.nbytes):  # a full disk, caught before HDF5 meets it
             raise atomic.write_error(self.path, "HDF5 feature file", atomic.NO_SPACE)
         if self.dataset is None:
             self.dataset = self.handle.create_dataset(

@@ -103,10 +103,25 @@ def write_cause(error, folder):
     return reason, "check that the folder exists and is writable, and that the disk is sound"
 
 
+def cannot(doing, what, folder, error):
+    """"cannot <doing> <what>: <cause>; <what to do>" for a write into `folder` that failed
+    with `error` (see write_cause)."""
+    cause, advice = write_cause(error, folder)
+    return f"cannot {doing} {what}: {cause}; {advice}"
+
+
 def write_error(path, what, error):
     """The PclError for a failed write of `path` (a `what`)."""
-    cause, advice = write_cause(error, os.path.dirname(os.path.abspath(path)))
-    return PclError(f"{path}: cannot write the {what}: {cause}; {advice}")
+    folder = os.path.dirname(os.path.abspath(path))
+    return PclError(f"{path}: " + cannot("write", f"the {what}", folder, error))
+
+
+def lacks_room(path, nbytes):
+    """Whether the disk holding `path` lacks room for writing `nbytes` into it, with a margin
+    (twice the bytes and 1 MiB, for a format's own records). HDF5 crashes the process at exit
+    after a write it could not finish, so its writers ask this before writing."""
+    free = free_bytes(os.path.dirname(os.path.abspath(path)))
+    return free is not None and free < 2 * nbytes + (1 << 20)
 
 
 @contextlib.contextmanager

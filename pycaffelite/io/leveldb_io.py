@@ -159,8 +159,8 @@ class Store:
             raise self._failed("create", exc) from None
 
     def _failed(self, doing, exc):
-        cause, advice = atomic.write_cause(_text(exc), os.path.dirname(self.folder))
-        return PclError(f'cannot {doing} LevelDB database "{self.name}": {cause}; {advice}')
+        return PclError(atomic.cannot(doing, f'LevelDB database "{self.name}"',
+                                      os.path.dirname(self.folder), _text(exc)))
 
     def write(self, pairs):
         try:

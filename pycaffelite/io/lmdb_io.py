@@ -136,8 +136,8 @@ class Store:
             raise self._failed("create", exc) from None
 
     def _failed(self, doing, exc):
-        cause, advice = atomic.write_cause(exc, os.path.dirname(self.folder))
-        return PclError(f'cannot {doing} LMDB database "{self.name}": {cause}; {advice}')
+        return PclError(atomic.cannot(doing, f'LMDB database "{self.name}"',
+                                      os.path.dirname(self.folder), exc))
 
     def write(self, pairs):
         while True:

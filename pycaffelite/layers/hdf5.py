@@ -232,15 +232,13 @@ class HDF5OutputLayer(Layer):
             raise self._write_error("write", exc) from None
 
     def _check_space(self, nbytes):
-        """Refuse to write `nbytes` on a disk without room for them (with a margin): HDF5 crashes
-        the process at exit after a write it could not finish, so a full disk is caught first."""
-        free = atomic.free_bytes(os.path.dirname(os.path.abspath(self.file_name)))
-        if free is not None and free < 2 * nbytes + (1 << 20):
+        """Refuse to write `nbytes` on a disk without room for them (see atomic.lacks_room)."""
+        if atomic.lacks_room(self.file_name, nbytes):
             raise self._write_error("write", atomic.NO_SPACE)
 
     def _write_error(self, doing, exc):
-        cause, advice = atomic.write_cause(exc, os.path.dirname(os.path.abspath(self.file_name)))
-        return self.error(f'cannot {doing} "{self.file_name}": {cause}; {advice}')
+        return self.error(atomic.cannot(doing, f'"{self.file_name}"',
+                                        os.path.dirname(os.path.abspath(self.file_name)), exc))
 
     def _append(self, bottom):
         import h5py  # noqa: PLC0415

@@ -143,9 +143,8 @@ class Solver:
                 pass
             os.remove(probe)
         except OSError as error:
-            cause, advice = atomic.write_cause(error, folder)
-            raise self.error(f"cannot write to snapshot prefix '{p.snapshot_prefix}': {cause}; "
-                             f"{advice}") from None
+            raise self.error(atomic.cannot("write to", f"snapshot prefix '{p.snapshot_prefix}'",
+                                           folder, error)) from None
 
     def _read_net_file(self, path, field):
         if not os.path.exists(path):
