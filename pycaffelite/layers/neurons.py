@@ -56,13 +56,12 @@ class _Scratch:
                                             fill=0)
         self.arrays = arrays
 
-    def get(self, xp, name):
+    def get(self, name):
         return self.arrays[name]
 
-    def mask(self, xp, name):
-        return self.arrays[name]
+    mask = get  # (the masks are kept with the float arrays)
 
-    def zeros(self, xp):
+    def zeros(self):
         return self.arrays["zeros"]
 
 
@@ -142,11 +141,11 @@ class ReLULayer(_Elementwise):
         self.floats = ("part",) if self.negative_slope != 0 else ()
 
     def compute(self, xp, x, y):
-        zeros = self.scratch.zeros(xp)
+        zeros = self.scratch.zeros()
         if self.negative_slope == 0:
             xp.maximum(x, zeros, out=y)
             return
-        part = self.scratch.get(xp, "part")
+        part = self.scratch.get("part")
         xp.minimum(x, zeros, out=part)
         part *= self.negative_slope
         xp.maximum(x, zeros, out=y)
@@ -154,12 +153,12 @@ class ReLULayer(_Elementwise):
 
     def gradient(self, xp, x, y, dy, dx):
         sign_source = x if self.needs_input else y
-        positive = self.scratch.mask(xp, "positive")
+        positive = self.scratch.mask("positive")
         if self.negative_slope == 0:
             xp.greater(sign_source, 0, out=positive)
             xp.multiply(dy, positive, out=dx)
             return
-        factor = self.scratch.get(xp, "part")
+        factor = self.scratch.get("part")
         _slope_factor(xp, sign_source, self.negative_slope, factor, positive)
         xp.multiply(dy, factor, out=dx)
 
@@ -180,7 +179,7 @@ class ELULayer(_Elementwise):
         self.alpha = float(self.param.elu_param.alpha)
 
     def compute(self, xp, x, y):
-        zeros, part = self.scratch.zeros(xp), self.scratch.get(xp, "part")
+        zeros, part = self.scratch.zeros(), self.scratch.get("part")
         xp.minimum(x, zeros, out=part)
         xp.exp(part, out=part)
         part -= 1
@@ -189,7 +188,7 @@ class ELULayer(_Elementwise):
         y += part
 
     def gradient(self, xp, x, y, dy, dx):
-        factor, mask = self.scratch.get(xp, "part"), self.scratch.mask(xp, "positive")
+        factor, mask = self.scratch.get("part"), self.scratch.mask("positive")
         xp.add(y, self.alpha, out=factor)
         xp.less_equal(x, 0, out=mask)
         factor *= mask
@@ -208,7 +207,7 @@ class SigmoidLayer(_Elementwise):
         _sigmoid(xp, x, y)
 
     def gradient(self, xp, x, y, dy, dx):
-        part = self.scratch.get(xp, "part")
+        part = self.scratch.get("part")
         xp.subtract(1, y, out=part)
         xp.multiply(dy, y, out=dx)
         dx *= part
@@ -224,7 +223,7 @@ class TanHLayer(_Elementwise):
         xp.tanh(x, out=y)
 
     def gradient(self, xp, x, y, dy, dx):
-        part = self.scratch.get(xp, "part")
+        part = self.scratch.get("part")
         xp.multiply(y, y, out=part)
         xp.subtract(1, part, out=part)
         xp.multiply(dy, part, out=dx)
@@ -242,7 +241,7 @@ class AbsValLayer(_Elementwise):
         xp.abs(x, out=y)
 
     def gradient(self, xp, x, y, dy, dx):
-        part = self.scratch.get(xp, "part")
+        part = self.scratch.get("part")
         xp.sign(x, out=part)
         xp.multiply(dy, part, out=dx)
 
@@ -282,7 +281,7 @@ class PowerLayer(_Elementwise):
         if self.power == 1:
             xp.multiply(dy, self.diff_scale, out=dx)
             return
-        part = self.scratch.get(xp, "part")
+        part = self.scratch.get("part")
         if self.power == 2:
             xp.multiply(x, self.diff_scale * self.scale, out=part)
             if self.shift != 0:
@@ -378,7 +377,7 @@ class LogLayer(_Elementwise):
             y *= self.base_scale
 
     def gradient(self, xp, x, y, dy, dx):
-        part = self.scratch.get(xp, "part")
+        part = self.scratch.get("part")
         _affine(xp, x, self.scale, self.shift, part)
         xp.reciprocal(part, out=part)
         if self.backward_scale != 1:
@@ -396,16 +395,16 @@ class BNLLLayer(_Elementwise):
     floats = ("part", "denominator")
 
     def compute(self, xp, x, y):
-        part = self.scratch.get(xp, "part")
+        part = self.scratch.get("part")
         xp.abs(x, out=part)
         xp.negative(part, out=part)
         xp.exp(part, out=part)
         xp.log1p(part, out=part)
-        xp.maximum(x, self.scratch.zeros(xp), out=y)
+        xp.maximum(x, self.scratch.zeros(), out=y)
         y += part
 
     def gradient(self, xp, x, y, dy, dx):
-        e, denominator = self.scratch.get(xp, "part"), self.scratch.get(xp, "denominator")
+        e, denominator = self.scratch.get("part"), self.scratch.get("denominator")
         xp.minimum(x, BNLL_THRESHOLD, out=e)
         xp.exp(e, out=e)
         xp.add(e, 1, out=denominator)
@@ -437,7 +436,7 @@ class ClipLayer(_Elementwise):
         xp.maximum(y, self.min, out=y)
 
     def gradient(self, xp, x, y, dy, dx):
-        inside, below_max = self.scratch.mask(xp, "inside"), self.scratch.mask(xp, "below_max")
+        inside, below_max = self.scratch.mask("inside"), self.scratch.mask("below_max")
         xp.greater_equal(x, self.min, out=inside)
         xp.less_equal(x, self.max, out=below_max)
         inside &= below_max
@@ -477,7 +476,7 @@ class SwishLayer(NeuronLayer):
     def forward(self, bottom, top):
         xp = self.xp
         x = bottom[0].read_data()
-        s = self.scratch.get(xp, "sigmoid")
+        s = self.scratch.get("sigmoid")
         xp.multiply(x, self.beta, out=s)
         _sigmoid(xp, s, s)
         xp.multiply(x, s, out=top[0].write_data())
@@ -487,8 +486,8 @@ class SwishLayer(NeuronLayer):
             return
         xp = self.xp
         y, dy = top[0].read_data(), top[0].read_diff()
-        s = self.scratch.get(xp, "sigmoid")
-        factor, part = self.scratch.get(xp, "factor"), self.scratch.get(xp, "part")
+        s = self.scratch.get("sigmoid")
+        factor, part = self.scratch.get("factor"), self.scratch.get("part")
         xp.multiply(y, self.beta, out=factor)          # beta * y
         xp.subtract(1, factor, out=part)               # 1 - beta * y
         part *= s
@@ -555,7 +554,7 @@ class PReLULayer(NeuronLayer):
         x = bottom[0].read_data()
         if self._in_place:
             self._input_copy.write_data()[...] = x
-        zeros, part = self.scratch.zeros(xp), self.scratch.get(xp, "part")
+        zeros, part = self.scratch.zeros(), self.scratch.get("part")
         xp.minimum(x, zeros, out=part)
         part *= self._slopes(x)
         y = top[0].write_data()
@@ -566,7 +565,7 @@ class PReLULayer(NeuronLayer):
         xp = self.xp
         x = (self._input_copy if self._in_place else bottom[0]).read_data()
         dy = top[0].read_diff()
-        part, mask = self.scratch.get(xp, "part"), self.scratch.mask(xp, "mask")
+        part, mask = self.scratch.get("part"), self.scratch.mask("mask")
         # The slope gradient first: in place, the bottom diff below overwrites dy.
         if self.param_propagate_down[0]:
             xp.multiply(dy, x, out=part)
