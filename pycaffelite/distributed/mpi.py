@@ -6,13 +6,13 @@ and Intel MPI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE, MVAPICH MV2_COMM_WORL
 plain `pcl train` never loads MPI. The `mpi` extra installs mpi4py and MPICH's runtime (whose
 `mpiexec` runs as root too, unlike Open MPI's without --allow-run-as-root).
 
-MPICH moves a message only while the process is inside an MPI call, so a bucket started during
-the backward pass would wait for the next call; a progress thread tests the all-reduces in
-flight every half millisecond (it sleeps when none is), and the reducer tests them after each
-layer too. Waiting polls the request without pause for up to 2 ms (a transfer moves only while both ranks
-call MPI, and a bucket's all-reduce takes many steps), then sleeps between polls (up to a
-millisecond): MPI's own blocking wait spins for as long as it waits, and ranks waiting while the
-root solver tests, or for a slower rank, would take CPU time from the ranks computing beside them.
+MPICH moves a message only while the process is inside an MPI call, so a bucket started during the
+backward pass would wait for the next call; a progress thread tests the all-reduces in flight every
+half millisecond (it sleeps when none is), and the reducer tests them after each layer too. Waiting
+polls the request without pause for up to 2 ms (a transfer moves only while both ranks call MPI,
+and a bucket's all-reduce takes many steps), then sleeps between polls (up to a millisecond): MPI's
+own blocking wait spins for as long as it waits, and ranks waiting while the root solver tests, or
+for a slower rank, would take CPU time from the ranks computing beside them.
 """
 import os
 import threading
