@@ -3,7 +3,7 @@ in GPU mode on a numpy-backed stand-in device that counts its transfers."""
 import numpy as np
 import pytest
 
-from pycaffelite import device
+from pycaffelite import device, parallel
 from pycaffelite.cli import main as pcl_main
 
 
@@ -61,6 +61,15 @@ def any_mode(request):
         device.install_device(StandInDevice())
         device.set_mode_gpu()
     return request.param
+
+
+@pytest.fixture
+def use_threads():
+    """`use_threads(n)` runs pcl on n threads for the rest of the test; the count it had before
+    comes back afterwards."""
+    before = parallel.num_threads()
+    yield parallel.set_num_threads
+    parallel.set_num_threads(before)
 
 
 @pytest.fixture

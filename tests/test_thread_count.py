@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from pycaffelite import device, parallel
+from pycaffelite import device
 from pycaffelite.proto import caffe_pb2
 from pycaffelite.solvers.sgd import SGDSolver
 
@@ -51,17 +51,10 @@ layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: 
 THREAD_SUMMED = {("conv", 0), ("deconv", 0)}  # depthwise ("dw") sums in a fixed order
 
 
-@pytest.fixture
-def restore_threads():
-    before = parallel.num_threads()
-    yield
-    parallel.set_num_threads(before)
-
-
-def one_step(net_text, threads):
-    """Every blob's data and diff, every param's diff and updated value after one SGD step (the
-    same weights, inputs and random streams on every thread count)."""
-    parallel.set_num_threads(threads)
+def one_step(net_text, threads, use_threads):
+    """Every blob's data and diff, every param's diff and updated value after one SGD step on
+    `threads` threads (the same weights, inputs and random streams on every thread count)."""
+    use_threads(threads)
     device.set_random_seed(5)
     param = caffe_pb2.SolverParameter()
     text_format.Parse('base_lr: 0.1 momentum: 0.9 weight_decay: 0.001 lr_policy: "fixed" '
@@ -86,10 +79,10 @@ def one_step(net_text, threads):
 
 @pytest.mark.parametrize("net_text", [IMAGE_NET, SEQUENCE_NET], ids=["image", "sequence"])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_only_convolution_weight_gradients_depend_on_the_thread_count(restore_threads, net_text,
+def test_only_convolution_weight_gradients_depend_on_the_thread_count(use_threads, net_text,
                                                                       threads):
-    blobs_1, params_1 = one_step(net_text, 1)
-    blobs_n, params_n = one_step(net_text, threads)
+    blobs_1, params_1 = one_step(net_text, 1, use_threads)
+    blobs_n, params_n = one_step(net_text, threads, use_threads)
     for name, (data, diff) in blobs_1.items():
         np.testing.assert_array_equal(blobs_n[name][0], data, err_msg=f"blob {name} data")
         np.testing.assert_array_equal(blobs_n[name][1], diff, err_msg=f"blob {name} diff")

@@ -32,11 +32,9 @@ def check(a, b, out_shape, accumulate=False):
 
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}threads")
-def threads(request):
-    before = parallel.num_threads()
-    parallel.set_num_threads(request.param)
-    yield request.param
-    parallel.set_num_threads(before)
+def threads(request, use_threads):
+    use_threads(request.param)
+    return request.param
 
 
 # small, odd and edge sizes (tiles, blocks, splits)

@@ -19,11 +19,8 @@ def test_thread_count_follows_openblas_variables(monkeypatch):
 
 
 @pytest.fixture
-def two_threads():
-    before = parallel.num_threads()
-    parallel.set_num_threads(2)
-    yield
-    parallel.set_num_threads(before)
+def two_threads(use_threads):
+    use_threads(2)
 
 
 def test_tasks_run_in_separate_threads_and_keep_order(two_threads):

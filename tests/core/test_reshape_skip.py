@@ -43,17 +43,13 @@ def test_forward_loss_reshapes_only_after_a_change():
     assert top.shape == (4, 3)
 
 
-def test_settings_that_buffers_depend_on_lead_to_a_reshape():
+def test_settings_that_buffers_depend_on_lead_to_a_reshape(use_threads):
     bottom, top = Blob((2, 3)), Blob(())
     layer, calls = counting_relu()
     layer.initialize([bottom], [top])
-    before = parallel.num_threads()
-    try:
-        parallel.set_num_threads(before + 1)
-        layer.forward_loss([bottom], [top])
-        assert len(calls) == 2
-    finally:
-        parallel.set_num_threads(before)
+    use_threads(parallel.num_threads() + 1)
+    layer.forward_loss([bottom], [top])
+    assert len(calls) == 2
     layout = device.layout()
     device.set_mode_cpu()  # no change: no new layout
     assert device.layout() == layout

@@ -5,7 +5,7 @@ import pytest
 from layer_testing import empty_tops, gaussian_blob
 from test_conv import conv_layer
 
-from pycaffelite import device, parallel
+from pycaffelite import device
 from pycaffelite.gradient_check import GradientChecker
 from pycaffelite.layers import conv
 from pycaffelite.layers.depthwise import Depthwise
@@ -42,14 +42,11 @@ def run(params, shape, dtype, direct, compiled=True, monkeypatch=None):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "array-module"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_direct_paths_match_im2col(monkeypatch, params, shape, dtype, compiled, threads):
-    before = parallel.num_threads()
-    parallel.set_num_threads(threads)
-    try:
-        expected = run(params, shape, dtype, False, monkeypatch=monkeypatch)
-        got = run(params, shape, dtype, True, compiled, monkeypatch=monkeypatch)
-    finally:
-        parallel.set_num_threads(before)
+def test_direct_paths_match_im2col(monkeypatch, params, shape, dtype, compiled, threads,
+                                   use_threads):
+    use_threads(threads)
+    expected = run(params, shape, dtype, False, monkeypatch=monkeypatch)
+    got = run(params, shape, dtype, True, compiled, monkeypatch=monkeypatch)
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     for ours, theirs in zip([got[0], got[1]] + got[2], [expected[0], expected[1]] + expected[2]):
         assert ours.dtype == dtype

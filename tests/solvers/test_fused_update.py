@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from pycaffelite import device, parallel
+from pycaffelite import device
 from pycaffelite.proto import caffe_pb2
 from pycaffelite.solvers import SOLVER_CLASSES
 from pycaffelite.solvers.sgd import SGDSolver
@@ -62,14 +62,10 @@ def trajectory(kind, fields, fused, steps=4):
     "iter_size: 3",
 ])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_fused_update_is_bit_identical(kind, fields, threads):
-    before = parallel.num_threads()
-    parallel.set_num_threads(threads)
-    try:
-        fused = trajectory(kind, fields, True)
-        plain = trajectory(kind, fields, False)
-    finally:
-        parallel.set_num_threads(before)
+def test_fused_update_is_bit_identical(kind, fields, threads, use_threads):
+    use_threads(threads)
+    fused = trajectory(kind, fields, True)
+    plain = trajectory(kind, fields, False)
     for step, (ours, theirs) in enumerate(zip(fused, plain)):
         for index, (a, b) in enumerate(zip(ours, theirs)):
             assert a.dtype == np.float32
